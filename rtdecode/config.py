@@ -1,0 +1,228 @@
+"""Rig configuration: pydantic models, loaded from TOML and validated at the edge.
+
+A rig config says where the Open Ephys stream comes from (ZMQ Interface plugin ports, stream
+name, channel count, sample rate), which probe is recorded, how spikes are sorted online, which
+TTL line marks a stimulus onset and which windows define a trial, which inference backend to
+use, and where decisions go. Every port is explicit: the GUI's plugins have colliding defaults
+(ZMQ Interface 5556/5557, Event Broadcaster 5557, Network Events 5556).
+
+Errors name the field, the value and what was expected, e.g.::
+
+    rig_configs/x.toml: stream.data_port = 70000: Input should be less than or equal to 65535
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rtdecode.errors import ConfigError
+
+Port = Annotated[int, Field(ge=1024, le=65535, description="TCP port (1024-65535)")]
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and addresses in 127.0.0.0/8 or ::1."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StreamConfig(_Strict):
+    """The Open Ephys ZMQ Interface plugin (GUI 1.0) this rig subscribes to."""
+
+    host: str = Field("127.0.0.1", description="host running the GUI (or `rtdecode replay`)")
+    data_port: Port = Field(description="ZMQ Interface data (PUB) port; plugin default 5556")
+    heartbeat_port: Port = Field(
+        description="ZMQ Interface heartbeat (REP) port; the plugin binds data_port + 1"
+    )
+    stream_name: str = Field(min_length=1, description="name of the GUI stream, e.g. ProbeA-AP")
+    channel_count: int = Field(gt=0, le=4096, description="channels sent by the plugin")
+    sample_rate: float = Field(gt=0, le=1_000_000, description="stream sample rate in Hz")
+    heartbeat_interval_s: float = Field(2.0, gt=0, le=60)
+    heartbeat_timeout_s: float = Field(10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _heartbeat_is_next_port(self) -> StreamConfig:
+        if self.heartbeat_port != self.data_port + 1:
+            raise ValueError(
+                f"heartbeat_port must be data_port + 1 = {self.data_port + 1} (the ZMQ Interface "
+                f"plugin binds its REP socket there), got {self.heartbeat_port}"
+            )
+        return self
+
+
+class ProbeConfig(_Strict):
+    """Probe geometry: a Neuropixels 1.0 built with probeinterface, or a probeinterface file."""
+
+    model: Literal["neuropixels1", "probeinterface-file"] = "neuropixels1"
+    file: Path | None = Field(None, description="probeinterface JSON, for model = probeinterface-file")
+
+    @model_validator(mode="after")
+    def _file_given(self) -> ProbeConfig:
+        if self.model == "probeinterface-file" and self.file is None:
+            raise ValueError("model = 'probeinterface-file' needs `file` (a probeinterface JSON)")
+        return self
+
+
+class SortingConfig(_Strict):
+    """Online spike sorting against the bundle's templates."""
+
+    engine: Literal["rtdecode", "tdc-peeler", "nearest"] = Field(
+        "rtdecode", description="our vectorised matcher, or a SpikeInterface matching engine"
+    )
+    chunk_ms: float = Field(20.0, gt=0, le=200, description="sorting chunk length")
+    highpass_hz: float = Field(300.0, gt=0, le=5000, description="causal Butterworth high-pass")
+    filter_order: int = Field(3, ge=1, le=8)
+    common_reference: Literal["median", "average", "none"] = "median"
+    detect_threshold: float = Field(5.0, gt=0, le=50, description="peak threshold in noise MADs")
+
+
+class TrialsConfig(_Strict):
+    """How stimulus onsets become trials. Windows are relative to onset, half-open [start, end)."""
+
+    ttl_line: int = Field(ge=0, le=255, description="0-based TTL line of stimulus onsets (as on the wire)")
+    response_window_ms: tuple[float, float] = (0.0, 250.0)
+    baseline_window_ms: tuple[float, float] = (-200.0, 0.0)
+
+    @model_validator(mode="after")
+    def _windows_ordered(self) -> TrialsConfig:
+        for name in ("response_window_ms", "baseline_window_ms"):
+            start, end = getattr(self, name)
+            if not end > start:
+                raise ValueError(f"{name} must be [start, end) with end > start, got {[start, end]}")
+        return self
+
+
+class ModelConfig(_Strict):
+    """Classifier backend."""
+
+    backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = Field(
+        "auto", description="auto = TensorRT when a GPU and tensorrt are present, else ONNX Runtime"
+    )
+    intra_op_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime / torch threads")
+    precision: Literal["fp32", "fp16"] = "fp32"
+    engine_cache_dir: Path | None = Field(None, description="TensorRT engine cache; default next to the bundle")
+
+
+class NetworkEventsConfig(_Strict):
+    """The GUI's Network Events plugin (REQ/REP, commands `TTL Line=N State=1/0`, 1-based lines)."""
+
+    host: str = "127.0.0.1"
+    port: Port
+    ttl_line: int = Field(ge=1, le=256, description="1-based line, as in Network Events commands")
+    pulse_ms: float = Field(10.0, gt=0, le=10_000)
+
+
+class OutputsConfig(_Strict):
+    """Where decisions go."""
+
+    bind_host: str = Field("127.0.0.1", description="address the daemon's own sockets bind to")
+    allow_remote: bool = Field(False, description="must be true to bind anything but loopback")
+    decision_port: Port = Field(description="decision PUB socket")
+    control_port: Port = Field(description="local REQ/REP control socket (status, stop)")
+    decision_log_dir: Path = Field(Path("decisions"), description="JSON Lines decision logs, one per run")
+    ttl_lines: dict[str, Annotated[int, Field(ge=0, le=255)]] = Field(
+        default_factory=lambda: {"natural": 1, "artificial": 2},
+        description="0-based TTL line per class for the live rig plugin",
+    )
+    network_events: NetworkEventsConfig | None = None
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> OutputsConfig:
+        if not is_loopback(self.bind_host) and not self.allow_remote:
+            raise ValueError(
+                f"bind_host = {self.bind_host!r} is not a loopback address; set allow_remote = true "
+                "to expose the daemon's sockets beyond this machine"
+            )
+        return self
+
+
+class RigConfig(_Strict):
+    """A whole rig: stream in, probe, sorting, trials, model, outputs."""
+
+    name: str = Field(min_length=1)
+    stream: StreamConfig
+    probe: ProbeConfig = ProbeConfig()
+    sorting: SortingConfig = SortingConfig()
+    trials: TrialsConfig
+    model: ModelConfig = ModelConfig()
+    outputs: OutputsConfig
+
+    @model_validator(mode="after")
+    def _ports_distinct(self) -> RigConfig:
+        ports: dict[str, tuple[str, int]] = {
+            "stream.data_port": (self.stream.host, self.stream.data_port),
+            "stream.heartbeat_port": (self.stream.host, self.stream.heartbeat_port),
+            "outputs.decision_port": (self.outputs.bind_host, self.outputs.decision_port),
+            "outputs.control_port": (self.outputs.bind_host, self.outputs.control_port),
+        }
+        if self.outputs.network_events is not None:
+            ne = self.outputs.network_events
+            ports["outputs.network_events.port"] = (ne.host, ne.port)
+        seen: dict[int, str] = {}
+        for name, (host, port) in ports.items():
+            if port in seen and _same_machine(host, ports[seen[port]][0]):
+                raise ValueError(
+                    f"{name} = {port} collides with {seen[port]} = {port}; every port must be distinct "
+                    "(GUI plugin defaults collide: ZMQ Interface 5556/5557, Event Broadcaster 5557, "
+                    "Network Events 5556)"
+                )
+            seen.setdefault(port, name)
+        return self
+
+
+def _same_machine(a: str, b: str) -> bool:
+    return a == b or (is_loopback(a) and is_loopback(b))
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line per problem: ``source: field.path = value: what was expected``."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        value = e.get("input")
+        shown = "(missing)" if e["type"] == "missing" else _short_repr(value)
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {loc} = {shown}: {msg}")
+    return "\n".join(lines)
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def parse_rig_config(data: dict[str, Any], source: str = "<config>") -> RigConfig:
+    """Validate a parsed TOML/JSON mapping; raise :class:`ConfigError` naming every bad field."""
+    try:
+        return RigConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_rig_config(path: str | Path) -> RigConfig:
+    """Read and validate a rig config TOML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such rig config file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text: {err}") from None
+    return parse_rig_config(data, source=str(path))
