@@ -60,8 +60,9 @@ def _text(values) -> np.ndarray:
     """h5py text (bytes or str, possibly object arrays) -> numpy array of str."""
     arr = np.asarray(values)
     if arr.dtype.kind in "SO":
-        return np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in arr.ravel()],
-                        dtype=object).reshape(arr.shape)
+        return np.array(
+            [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in arr.ravel()], dtype=object
+        ).reshape(arr.shape)
     return arr.astype(str)
 
 
@@ -134,7 +135,8 @@ class AllenSession:
             )
         if self.session_type != BRAIN_OBSERVATORY:
             raise NWBLayoutError(
-                f"{self.path}: session type '{self.session_type}' is not supported; expected '{BRAIN_OBSERVATORY}'"
+                f"{self.path}: session type '{self.session_type}' is not supported; "
+                f"expected '{BRAIN_OBSERVATORY}'"
             )
         problems = []
         for group, cols in ((UNITS, REQUIRED_UNIT_COLUMNS), (ELECTRODES, REQUIRED_ELECTRODE_COLUMNS)):
@@ -165,7 +167,9 @@ class AllenSession:
         g = self._f[ELECTRODES]
         df = pd.DataFrame({"id": g["id"][()].astype(np.int64)})
         loc = _text(g["location"][()])
-        df["location"] = [None if str(v).strip().lower() in MISSING_TEXT else str(v).split("-")[0] for v in loc]
+        df["location"] = [
+            None if str(v).strip().lower() in MISSING_TEXT else str(v).split("-")[0] for v in loc
+        ]
         for col in ("probe_vertical_position", "probe_horizontal_position", "probe_id", "valid_data"):
             if col in g:
                 df[col] = g[col][()]
@@ -179,7 +183,9 @@ class AllenSession:
         """Every unit, unfiltered, with the area of its peak channel and its row in the file."""
         g = self._f[UNITS]
         ids = g["id"][()].astype(np.int64)
-        df = pd.DataFrame({"id": ids, "row": np.arange(len(ids)), "peak_channel_id": g["peak_channel_id"][()]})
+        df = pd.DataFrame(
+            {"id": ids, "row": np.arange(len(ids)), "peak_channel_id": g["peak_channel_id"][()]}
+        )
         for col in ("quality", "firing_rate", "isi_violations", "presence_ratio", "amplitude_cutoff", "snr"):
             if col in g:
                 df[col] = _text(g[col][()]) if col == "quality" else g[col][()]
@@ -217,7 +223,8 @@ class AllenSession:
                 areas = sorted(a for a in df.location.dropna().unique())
                 raise NWBLayoutError(
                     f"{self.path}: no units in area '{f.area}' pass the unit filter "
-                    f"({len(passing)} of {len(df)} units pass it; areas in this file: {', '.join(areas) or 'none'})"
+                    f"({len(passing)} of {len(df)} units pass it; "
+                    f"areas in this file: {', '.join(areas) or 'none'})"
                 )
             passing = in_area
         return passing.sort_values("id").reset_index(drop=True)
@@ -258,7 +265,9 @@ class AllenSession:
         tags = _text(g["tags"][()])
         idx = g["tags_index"][()]
         bounds = np.concatenate([[0], idx])
-        is_stim = np.array([("stimulus" in set(tags[bounds[i]: bounds[i + 1]])) for i in range(len(start))], bool)
+        is_stim = np.array(
+            [("stimulus" in set(tags[bounds[i] : bounds[i + 1]])) for i in range(len(start))], bool
+        )
         return np.stack([start[is_stim], stop[is_stim]], axis=1)
 
     def presentations(self, family: str, drop_invalid: bool = True) -> pd.DataFrame:
@@ -281,8 +290,11 @@ class AllenSession:
             for col in ("orientation", "spatial_frequency", "phase", "contrast"):
                 if col in g:
                     raw = g[col][()]
-                    df[col] = (np.array([parse_allen_number(v) for v in raw])
-                               if raw.dtype.kind in "SOU" else raw.astype(np.float64))
+                    df[col] = (
+                        np.array([parse_allen_number(v) for v in raw])
+                        if raw.dtype.kind in "SOU"
+                        else raw.astype(np.float64)
+                    )
             df["is_blank"] = ~(np.isfinite(df.orientation) & np.isfinite(df.spatial_frequency))
         if drop_invalid:
             bad = self.invalid_stimulus_intervals()
@@ -297,7 +309,9 @@ class AllenSession:
         """Both families together, sorted by onset, with ``label`` natural / artificial / blank."""
         parts = [self.presentations(fam) for fam in FAMILIES]
         df = pd.concat(parts, ignore_index=True).sort_values("start_time").reset_index(drop=True)
-        df["label"] = np.where(df.is_blank, "blank", np.where(df.family == "natural_scenes", "natural", "artificial"))
+        df["label"] = np.where(
+            df.is_blank, "blank", np.where(df.family == "natural_scenes", "natural", "artificial")
+        )
         if not include_blanks:
             df = df[~df.is_blank].reset_index(drop=True)
         return df

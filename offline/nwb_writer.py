@@ -40,12 +40,16 @@ class AllenSessionData:
     start_time: dt.datetime
     probe_name: str
     sampling_rate: float
-    electrodes: pd.DataFrame  # id, location, probe_vertical_position, probe_horizontal_position, local_index, valid_data
+    electrodes: (
+        pd.DataFrame
+    )  # id, location, probe_vertical_position, probe_horizontal_position, local_index, valid_data
     units: pd.DataFrame  # id, peak_channel_id, local_index, quality, UNIT_METRICS...
     spike_times: list[np.ndarray]  # per unit row, seconds
     spike_amplitudes: list[np.ndarray]  # per unit row, volts
     natural_scenes: pd.DataFrame  # start_time, stop_time, frame, stimulus_block
-    static_gratings: pd.DataFrame  # start_time, stop_time, orientation, spatial_frequency, phase, contrast, stimulus_block
+    static_gratings: (
+        pd.DataFrame
+    )  # start_time, stop_time, orientation, spatial_frequency, phase, contrast, stimulus_block
     spontaneous: pd.DataFrame  # start_time, stop_time, stimulus_block
     invalid_times: pd.DataFrame  # start_time, stop_time, tags (list of str)
     running_t: np.ndarray
@@ -70,9 +74,7 @@ def write_allen_session_nwb(path: str | Path, data: AllenSessionData) -> Path:
         stimulus_notes=data.session_type,
         subject=Subject(subject_id=f"sim-{data.session_id}", species="Mus musculus", sex="U", age="P100D"),
     )
-    device = nwb.create_device(
-        name=data.probe_name, description="Neuropixels 1.0 Probe", manufacturer="imec"
-    )
+    device = nwb.create_device(name=data.probe_name, description="Neuropixels 1.0 Probe", manufacturer="imec")
     group = nwb.create_electrode_group(
         name=data.probe_name, description="simulated probe", location="See electrode locations", device=device
     )
@@ -118,10 +120,16 @@ def write_allen_session_nwb(path: str | Path, data: AllenSessionData) -> Path:
 
     stim_module = nwb.create_processing_module("stimulus", "stimulus frame timestamps")
     all_starts = np.sort(
-        np.concatenate([data.natural_scenes.start_time, data.static_gratings.start_time, data.spontaneous.start_time])
+        np.concatenate(
+            [data.natural_scenes.start_time, data.static_gratings.start_time, data.spontaneous.start_time]
+        )
     )
-    stim_ts = TimeSeries(name="timestamps", data=np.arange(len(all_starts), dtype=np.float64),
-                         unit="frame", timestamps=all_starts)
+    stim_ts = TimeSeries(
+        name="timestamps",
+        data=np.arange(len(all_starts), dtype=np.float64),
+        unit="frame",
+        timestamps=all_starts,
+    )
     stim_module.add(stim_ts)
 
     def add_table(name: str, df: pd.DataFrame, columns: dict[str, str], stimulus_name: str) -> None:
@@ -143,7 +151,12 @@ def write_allen_session_nwb(path: str | Path, data: AllenSessionData) -> Path:
             )
         nwb.add_time_intervals(table)
 
-    add_table("natural_scenes_presentations", data.natural_scenes, {"frame": "image index, -1 = blank"}, "natural_scenes")
+    add_table(
+        "natural_scenes_presentations",
+        data.natural_scenes,
+        {"frame": "image index, -1 = blank"},
+        "natural_scenes",
+    )
     sg = data.static_gratings.copy()
     sg["phase"] = [("N/A" if not np.isfinite(p) else f"{p:g}") for p in sg.phase]
     sg["units"] = "deg"
@@ -168,14 +181,28 @@ def write_allen_session_nwb(path: str | Path, data: AllenSessionData) -> Path:
     add_table("spontaneous_presentations", data.spontaneous, {}, "spontaneous")
 
     for row in data.invalid_times.itertuples(index=False):
-        nwb.add_invalid_time_interval(start_time=float(row.start_time), stop_time=float(row.stop_time), tags=list(row.tags))
+        nwb.add_invalid_time_interval(
+            start_time=float(row.start_time), stop_time=float(row.stop_time), tags=list(row.tags)
+        )
 
     running = nwb.create_processing_module("running", "running speed")
-    running.add(TimeSeries(name="running_speed", data=data.running_speed.astype(np.float64),
-                           timestamps=data.running_t.astype(np.float64), unit="cm/s"))
+    running.add(
+        TimeSeries(
+            name="running_speed",
+            data=data.running_speed.astype(np.float64),
+            timestamps=data.running_t.astype(np.float64),
+            unit="cm/s",
+        )
+    )
     dt_s = np.diff(data.running_t, append=data.running_t[-1] + (data.running_t[1] - data.running_t[0]))
-    running.add(TimeSeries(name="running_speed_end_times", data=np.full(len(data.running_t), np.nan),
-                           timestamps=data.running_t + dt_s, unit="cm/s"))
+    running.add(
+        TimeSeries(
+            name="running_speed_end_times",
+            data=np.full(len(data.running_t), np.nan),
+            timestamps=data.running_t + dt_s,
+            unit="cm/s",
+        )
+    )
 
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)

@@ -5,9 +5,14 @@ Cell classes (DESIGN section 7):
 - **simple** cells: one Gabor receptive field (position, orientation, spatial frequency, phase,
   envelope size); drive = half-rectified linear projection of the centred stimulus;
 - **complex** cells: energy model over a quadrature pair of Gabors (phase invariant);
+- **texture** cells: the geometric mean of two orthogonal complex-cell energies, i.e. selective
+  for conjunctions of orientations (corners, textures) that broadband natural scenes contain and
+  a single grating does not;
 - **untuned** visual cells: weak drive from local contrast energy in a large window;
 - **non-visual** units: recorded outside VISp, spontaneous activity only.
 
+Every visual unit's drive is divided by the contrast energy of its surround (surround
+suppression, a unit-specific strength), which full-field gratings engage more than most scenes.
 Drive passes through a Naka-Rushton nonlinearity, scaled per unit, to a firing rate. Each trial's
 evoked rate is multiplied by a gamma-distributed trial gain (over-dispersion beyond Poisson) and
 by a shared state gain that grows with running speed. The rate's time course is the 250 ms
@@ -18,13 +23,13 @@ Spikes are Poisson in 1 ms bins with a refractory period.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rtdecode.core.stimuli import AllenFrame
 
-KINDS = ("simple", "complex", "untuned", "non_visual")
+KINDS = ("simple", "complex", "texture", "untuned", "non_visual")
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Population:
     latency_s: np.ndarray
     tau_s: np.ndarray
     running_gain: np.ndarray  # fractional gain increase at fast running
+    surround_strength: np.ndarray  # divisive weight of surround contrast energy
 
     @property
     def n_units(self) -> int:
@@ -66,10 +72,10 @@ def make_population(
     n_units: int,
     non_visual: np.ndarray,
     rf_centre_deg: tuple[float, float],
-    kind_fractions: tuple[float, float, float] = (0.45, 0.35, 0.20),
+    kind_fractions: tuple[float, float, float, float] = (0.35, 0.30, 0.15, 0.20),
 ) -> Population:
     """Draw a population. ``non_visual`` marks units recorded outside VISp."""
-    kind = rng.choice(np.array(KINDS[:3]), size=n_units, p=np.asarray(kind_fractions) / sum(kind_fractions))
+    kind = rng.choice(np.array(KINDS[:4]), size=n_units, p=np.asarray(kind_fractions) / sum(kind_fractions))
     kind = np.where(non_visual, "non_visual", kind)
     sf = np.exp(rng.normal(np.log(0.05), 0.55, n_units)).clip(0.015, 0.3)
     sigma = (rng.uniform(0.25, 0.45, n_units) / sf).clip(3.0, 14.0)
@@ -88,6 +94,7 @@ def make_population(
         latency_s=rng.uniform(0.035, 0.075, n_units),
         tau_s=rng.uniform(0.012, 0.035, n_units),
         running_gain=rng.uniform(0.2, 0.9, n_units),
+        surround_strength=rng.uniform(0.0, 2.0, n_units),
     )
 
 
@@ -106,8 +113,14 @@ def gabor_bank(pop: Population, frame: AllenFrame) -> tuple[np.ndarray, np.ndarr
     yr = -dx * np.sin(ori) + dy * np.cos(ori)
     sig = pop.sigma_deg[:, None].astype(np.float32)
     env = np.exp(-(xr**2 + (yr / 1.3) ** 2) / (2 * sig**2))
-    arg = 2 * np.pi * (pop.sf_cpd[:, None].astype(np.float32) * (x * np.cos(ori) + y * np.sin(ori))
-                       + pop.phase[:, None].astype(np.float32))
+    arg = (
+        2
+        * np.pi
+        * (
+            pop.sf_cpd[:, None].astype(np.float32) * (x * np.cos(ori) + y * np.sin(ori))
+            + pop.phase[:, None].astype(np.float32)
+        )
+    )
     even = env * np.cos(arg)
     odd = env * np.sin(arg)
     for g in (even, odd):
@@ -128,18 +141,24 @@ def condition_rates(pop: Population, frame: AllenFrame, centred_stimuli: np.ndar
     ``centred_stimuli``: (n_conditions, height, width), gray = 0 (see ``core.stimuli.centred``).
     Returns (n_units, n_conditions), float64. One GEMM per filter bank."""
     s = centred_stimuli.reshape(len(centred_stimuli), -1).astype(np.float32)
+    s2 = s.T**2
     even, odd = gabor_bank(pop, frame)
     lin_e = even @ s.T
     lin_o = odd @ s.T
-    # Local contrast energy in each unit's (enlarged) envelope, for untuned cells.
-    env = np.abs(even) + np.abs(odd)
-    env /= env.sum(axis=1, keepdims=True)
-    energy = np.sqrt(np.maximum(env @ (s.T**2), 0))
+    energy_ori = np.sqrt(lin_e**2 + lin_o**2)
+    ortho = replace(pop, orientation_deg=pop.orientation_deg + 90.0)
+    even_p, odd_p = gabor_bank(ortho, frame)
+    energy_orth = np.sqrt((even_p @ s.T) ** 2 + (odd_p @ s.T) ** 2)
+    # Local contrast energy in each unit's envelope (untuned cells) and in its surround.
+    local = _gaussian_weights(pop, frame, 1.0) @ s2
+    surround = _gaussian_weights(pop, frame, 3.0) @ s2
     drive = np.select(
-        [(pop.kind == k)[:, None] for k in ("simple", "complex", "untuned")],
-        [np.maximum(lin_e, 0), np.sqrt(lin_e**2 + lin_o**2), energy],
+        [(pop.kind == k)[:, None] for k in ("simple", "complex", "texture", "untuned")],
+        [np.maximum(lin_e, 0), energy_ori, np.sqrt(energy_ori * energy_orth), np.sqrt(np.maximum(local, 0))],
         default=np.zeros_like(lin_e),
     ).astype(np.float64)
+    rms_surround = np.sqrt(np.maximum(surround, 0)).astype(np.float64)
+    drive = drive / (1.0 + pop.surround_strength[:, None] * rms_surround / 0.3)
     # Naka-Rushton with the semi-saturation at a unit-specific fraction of its strong drive.
     scale = np.percentile(drive, 97, axis=1, keepdims=True)
     d = drive / np.maximum(scale, 1e-9)
@@ -148,22 +167,37 @@ def condition_rates(pop: Population, frame: AllenFrame, centred_stimuli: np.ndar
     return pop.peak_hz[:, None] * resp
 
 
-def alpha_profile(latency_s: np.ndarray, tau_s: np.ndarray, duration_s: float, dt: float, length_s: float) -> np.ndarray:
+def _gaussian_weights(pop: Population, frame: AllenFrame, size: float) -> np.ndarray:
+    """Isotropic Gaussian pooling weights (n_units, pixels) of ``size`` x the RF envelope, sum 1."""
+    x, y = frame.degree_grid()
+    dx = x.ravel()[None, :] - pop.rf_x_deg[:, None]
+    dy = y.ravel()[None, :] - pop.rf_y_deg[:, None]
+    w = np.exp(-(dx**2 + dy**2) / (2 * (size * pop.sigma_deg[:, None]) ** 2)).astype(np.float32)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def alpha_profile(
+    latency_s: np.ndarray, tau_s: np.ndarray, duration_s: float, dt: float, length_s: float
+) -> np.ndarray:
     """Per-unit response profile to one presentation: box(duration) * alpha(tau), delayed by latency.
 
     Returns (n_units, n_bins) with unit peak, sampled every ``dt`` seconds from onset."""
     t = np.arange(int(round(length_s / dt))) * dt
     tt = t[None, :] - latency_s[:, None]
+
     # Closed form of box [0, D) convolved with alpha kernel (t/tau) exp(1 - t/tau).
     def cum(u):
         u = np.maximum(u, 0) / tau_s[:, None]
         return 1 - (1 + u) * np.exp(-u)
+
     prof = cum(tt) - cum(tt - duration_s)
     prof /= np.maximum(prof.max(axis=1, keepdims=True), 1e-12)
     return prof
 
 
-def running_speed_trace(rng: np.random.Generator, duration_s: float, rate_hz: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
+def running_speed_trace(
+    rng: np.random.Generator, duration_s: float, rate_hz: float = 60.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Bouts of running and sitting (cm/s), sampled at ``rate_hz``. Returns (times_s, speed)."""
     n = int(duration_s * rate_hz) + 1
     t = np.arange(n) / rate_hz
@@ -218,7 +252,9 @@ def generate_spike_trains(
         sel = (onset_bin >= lo) & (onset_bin < c1)
         impulses = np.zeros((pop.n_units, c1 - lo))
         np.add.at(impulses, (slice(None), onset_bin[sel] - lo), trial_rates[:, sel])
-        evoked = np.fft.irfft(np.fft.rfft(impulses, nfft, axis=1) * prof_f, nfft, axis=1)[:, plen : plen + c1 - c0]
+        evoked = np.fft.irfft(np.fft.rfft(impulses, nfft, axis=1) * prof_f, nfft, axis=1)[
+            :, plen : plen + c1 - c0
+        ]
         t_bins = (np.arange(c0, c1) + 0.5) * dt
         gain = state_gain(pop, np.interp(t_bins, speed_t, speed))
         rate = (pop.baseline_hz[:, None] + np.maximum(evoked, 0)) * gain

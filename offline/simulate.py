@@ -31,6 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rtdecode.offline import natural_images, population
+from rtdecode.offline.nwb_writer import AllenSessionData, write_allen_session_nwb
+from rtdecode.offline.openephys_writer import NEUROPIXELS_AP_BIT_VOLTS, BinaryRecordingWriter
+from rtdecode.offline.probe import neuropixels1_probe
 
 from rtdecode.core.stimuli import (
     BLANK_FRAME,
@@ -42,10 +46,6 @@ from rtdecode.core.stimuli import (
     render_static_gratings,
     static_grating_conditions,
 )
-from rtdecode.offline import natural_images, population
-from rtdecode.offline.nwb_writer import AllenSessionData, write_allen_session_nwb
-from rtdecode.offline.openephys_writer import NEUROPIXELS_AP_BIT_VOLTS, BinaryRecordingWriter
-from rtdecode.offline.probe import neuropixels1_probe
 
 PRESENTATION_S = 0.25
 N_GRATING_CONDITIONS = 120
@@ -97,7 +97,9 @@ class SimulationParams:
 
 
 def stimulus_stack(frame: AllenFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """All 239 stimulus images in gray levels: 118 scenes, 120 gratings, gray. Returns (uint8 scenes, float stack)."""
+    """All 239 stimulus images in gray levels: 118 scenes, 120 gratings, gray.
+
+    Returns the uint8 scenes and the float32 stack of all 239."""
     scenes = natural_images.natural_scene_stack(frame, N_NATURAL_SCENES, seed)
     cond = static_grating_conditions()
     gratings = render_static_gratings(frame, cond[:, 0], cond[:, 1], cond[:, 2], STATIC_GRATING_CONTRAST)
@@ -112,7 +114,9 @@ def make_schedule(rng: np.random.Generator, params: SimulationParams) -> pd.Data
     120 conditions x repeats plus a blank about every 25 gratings. The experiment starts with a
     spontaneous gray period and has gray gaps between blocks."""
     cond = static_grating_conditions()
-    ns = np.concatenate([np.repeat(np.arange(N_NATURAL_SCENES), params.repeats), np.full(params.repeats, BLANK_FRAME)])
+    ns = np.concatenate(
+        [np.repeat(np.arange(N_NATURAL_SCENES), params.repeats), np.full(params.repeats, BLANK_FRAME)]
+    )
     rng.shuffle(ns)
     n_sg_blank = max(1, round(N_GRATING_CONDITIONS * params.repeats / 25))
     sg = np.concatenate([np.repeat(np.arange(N_GRATING_CONDITIONS), params.repeats), np.full(n_sg_blank, -1)])
@@ -128,18 +132,37 @@ def make_schedule(rng: np.random.Generator, params: SimulationParams) -> pd.Data
                 start = t + k * PRESENTATION_S
                 if family == "natural_scenes":
                     blank = c == BLANK_FRAME
-                    rows.append(dict(family=family, frame=float(c), orientation=np.nan, spatial_frequency=np.nan,
-                                     phase=np.nan, contrast=np.nan,
-                                     condition=GRAY_CONDITION if blank else int(c),
-                                     label="blank" if blank else "natural", start_time=start, stimulus_block=block))
+                    rows.append(
+                        dict(
+                            family=family,
+                            frame=float(c),
+                            orientation=np.nan,
+                            spatial_frequency=np.nan,
+                            phase=np.nan,
+                            contrast=np.nan,
+                            condition=GRAY_CONDITION if blank else int(c),
+                            label="blank" if blank else "natural",
+                            start_time=start,
+                            stimulus_block=block,
+                        )
+                    )
                 else:
                     blank = c < 0
                     o, s, p = (np.nan, np.nan, np.nan) if blank else cond[c]
-                    rows.append(dict(family=family, frame=np.nan, orientation=o, spatial_frequency=s, phase=p,
-                                     contrast=STATIC_GRATING_CONTRAST,
-                                     condition=GRAY_CONDITION if blank else N_NATURAL_SCENES + int(c),
-                                     label="blank" if blank else "artificial", start_time=start,
-                                     stimulus_block=block))
+                    rows.append(
+                        dict(
+                            family=family,
+                            frame=np.nan,
+                            orientation=o,
+                            spatial_frequency=s,
+                            phase=p,
+                            contrast=STATIC_GRATING_CONTRAST,
+                            condition=GRAY_CONDITION if blank else N_NATURAL_SCENES + int(c),
+                            label="blank" if blank else "artificial",
+                            start_time=start,
+                            stimulus_block=block,
+                        )
+                    )
             t += len(part) * PRESENTATION_S
             block += 1
         spont.append((t, t + params.block_gap_s))
@@ -167,8 +190,15 @@ def _unit_layout(rng: np.random.Generator, probe, n_units: int, non_visual_fract
     return np.stack([xs, ys, zs], axis=1), channel_area
 
 
-def simulate_animal(params: SimulationParams, index: int, out_dir: Path, scenes: np.ndarray,
-                    stack: np.ndarray, frame: AllenFrame, progress=None) -> Path:
+def simulate_animal(
+    params: SimulationParams,
+    index: int,
+    out_dir: Path,
+    scenes: np.ndarray,
+    stack: np.ndarray,
+    frame: AllenFrame,
+    progress=None,
+) -> Path:
     """Simulate animal ``index`` into ``out_dir / f"M{index}"``; returns that folder."""
     from spikeinterface.core import NumpySorting, generate_templates
     from spikeinterface.generation import InjectTemplatesRecording, NoiseGeneratorRecording
@@ -189,8 +219,13 @@ def simulate_animal(params: SimulationParams, index: int, out_dir: Path, scenes:
     unit_pos, channel_area = _unit_layout(rng, probe, params.units, params.non_visual_fraction)
     ms_before, ms_after = 1.0, 3.0
     templates = generate_templates(
-        probe.contact_positions, unit_pos, fs, ms_before, ms_after,
-        seed=int(rng.integers(2**31)), unit_params={"alpha": (150.0, 600.0)},
+        probe.contact_positions,
+        unit_pos,
+        fs,
+        ms_before,
+        ms_after,
+        seed=int(rng.integers(2**31)),
+        unit_params={"alpha": (150.0, 600.0)},
     ).astype(np.float32)
     nbefore = int(round(ms_before * fs / 1000))
     peak_channel = np.abs(templates).max(axis=1).argmax(axis=1)
@@ -225,18 +260,34 @@ def simulate_animal(params: SimulationParams, index: int, out_dir: Path, scenes:
     # Recording
     spike_vec = _spike_vector(samples, amp_factor)
     if params.write_recording:
-        sorting = NumpySorting.from_samples_and_labels([spike_vec["sample_index"]], [spike_vec["unit_index"]], fs)
-        noise = NoiseGeneratorRecording(
-            num_channels=params.channels, sampling_frequency=fs, durations=[n_samples / fs],
-            noise_levels=noise_levels.astype(np.float32), seed=int(rng.integers(2**31)), strategy="on_the_fly",
+        sorting = NumpySorting.from_samples_and_labels(
+            [spike_vec["sample_index"]], [spike_vec["unit_index"]], fs
         )
-        rec = InjectTemplatesRecording(sorting, templates, nbefore=nbefore, parent_recording=noise,
-                                       amplitude_factor=spike_vec["amplitude"], num_samples=[n_samples])
+        noise = NoiseGeneratorRecording(
+            num_channels=params.channels,
+            sampling_frequency=fs,
+            durations=[n_samples / fs],
+            noise_levels=noise_levels.astype(np.float32),
+            seed=int(rng.integers(2**31)),
+            strategy="on_the_fly",
+        )
+        rec = InjectTemplatesRecording(
+            sorting,
+            templates,
+            nbefore=nbefore,
+            parent_recording=noise,
+            amplitude_factor=spike_vec["amplitude"],
+            num_samples=[n_samples],
+        )
         offsets = rng.normal(0, 25.0, params.channels)
         cm_rng = np.random.default_rng(np.random.SeedSequence([params.seed, index, 0xC0]))
         writer = BinaryRecordingWriter(
-            adir / "recording", fs, params.channels, first_sample_number=first_sample,
-            stream_name="ProbeA-AP", bit_volts=NEUROPIXELS_AP_BIT_VOLTS,
+            adir / "recording",
+            fs,
+            params.channels,
+            first_sample_number=first_sample,
+            stream_name="ProbeA-AP",
+            bit_volts=NEUROPIXELS_AP_BIT_VOLTS,
             channel_names=[f"CH{i + 1}" for i in range(params.channels)],
         )
         chunk = int(params.chunk_s * fs)
@@ -250,15 +301,20 @@ def simulate_animal(params: SimulationParams, index: int, out_dir: Path, scenes:
                 progress.update(task, advance=s1 - s0)
         onset_samples = first_sample + np.round(schedule.start_time.to_numpy() * fs).astype(np.int64)
         pulse = int(round(params.ttl_pulse_ms * fs / 1000))
-        writer.add_ttl(np.concatenate([onset_samples, onset_samples + pulse]), params.ttl_line,
-                       np.concatenate([np.ones(n_trials), np.zeros(n_trials)]))
+        writer.add_ttl(
+            np.concatenate([onset_samples, onset_samples + pulse]),
+            params.ttl_line,
+            np.concatenate([np.ones(n_trials), np.zeros(n_trials)]),
+        )
         writer.close()
 
     # Stimulus log
     t0 = first_sample / fs
     log = schedule.drop(columns=["condition"]).copy()
     log.insert(0, "trial", np.arange(n_trials))
-    log.insert(1, "onset_sample", first_sample + np.round(schedule.start_time.to_numpy() * fs).astype(np.int64))
+    log.insert(
+        1, "onset_sample", first_sample + np.round(schedule.start_time.to_numpy() * fs).astype(np.int64)
+    )
     log["start_time"] = log.start_time + t0
     log["stop_time"] = log.stop_time + t0
     log.to_csv(adir / "stimulus_log.csv", index=False)
@@ -291,16 +347,29 @@ def simulate_animal(params: SimulationParams, index: int, out_dir: Path, scenes:
     # NWB
     nwb_name = f"session_{session_id}.nwb"
     channel_ids = 850_000_000 + session_id % 1000 * 1000 + np.arange(params.channels)
-    electrodes = pd.DataFrame({
-        "id": channel_ids,
-        "location": channel_area,
-        "probe_vertical_position": probe.contact_positions[:, 1].astype(int),
-        "probe_horizontal_position": probe.contact_positions[:, 0].astype(int),
-        "local_index": np.arange(params.channels),
-        "valid_data": True,
-    })
-    units_df = _unit_metrics(rng, params, unit_ids, channel_ids[peak_channel], peak_channel, trains, duration,
-                             snr, peak_amp, templates, fs)
+    electrodes = pd.DataFrame(
+        {
+            "id": channel_ids,
+            "location": channel_area,
+            "probe_vertical_position": probe.contact_positions[:, 1].astype(int),
+            "probe_horizontal_position": probe.contact_positions[:, 0].astype(int),
+            "local_index": np.arange(params.channels),
+            "valid_data": True,
+        }
+    )
+    units_df = _unit_metrics(
+        rng,
+        params,
+        unit_ids,
+        channel_ids[peak_channel],
+        peak_channel,
+        trains,
+        duration,
+        snr,
+        peak_amp,
+        templates,
+        fs,
+    )
     invalid = _invalid_times(rng, schedule, params.invalid_intervals, t0)
     ns = schedule[schedule.family == "natural_scenes"]
     sg = schedule[schedule.family == "static_gratings"]
@@ -316,8 +385,20 @@ def simulate_animal(params: SimulationParams, index: int, out_dir: Path, scenes:
         spike_times=[st + t0 for st in trains],
         spike_amplitudes=[peak_amp[u] * amp_factor[u] * 1e-6 for u in range(params.units)],
         natural_scenes=_shift(ns[["start_time", "stop_time", "frame", "stimulus_block"]], t0),
-        static_gratings=_shift(sg[["start_time", "stop_time", "orientation", "spatial_frequency", "phase",
-                                   "contrast", "stimulus_block"]], t0),
+        static_gratings=_shift(
+            sg[
+                [
+                    "start_time",
+                    "stop_time",
+                    "orientation",
+                    "spatial_frequency",
+                    "phase",
+                    "contrast",
+                    "stimulus_block",
+                ]
+            ],
+            t0,
+        ),
         spontaneous=_shift(spont, t0),
         invalid_times=invalid,
         running_t=run_t + t0,
@@ -369,8 +450,9 @@ def _spike_vector(samples: list[np.ndarray], amp_factor: list[np.ndarray]) -> np
     return vec[np.argsort(vec["sample_index"], kind="stable")]
 
 
-def _unit_metrics(rng, params, unit_ids, peak_channel_ids, peak_channel, trains, duration, snr, peak_amp,
-                  templates, fs) -> pd.DataFrame:
+def _unit_metrics(
+    rng, params, unit_ids, peak_channel_ids, peak_channel, trains, duration, snr, peak_amp, templates, fs
+) -> pd.DataFrame:
     """Allen-style quality metrics; a fraction of units is made to fail the default filters."""
     n = params.units
     isi_viol = np.array([_isi_violations(st, duration) for st in trains])
@@ -379,24 +461,28 @@ def _unit_metrics(rng, params, unit_ids, peak_channel_ids, peak_channel, trains,
     amplitude_cutoff = np.where(bad & ~noise_label, rng.uniform(0.15, 0.45, n), rng.uniform(0.0, 0.08, n))
     main = templates[np.arange(n), :, peak_channel]  # waveform on the peak channel
     trough = main.argmin(axis=1)
-    after_peak = np.array([trough[u] + main[u, trough[u]:].argmax() for u in range(n)])
+    after_peak = np.array([trough[u] + main[u, trough[u] :].argmax() for u in range(n)])
     trough_to_peak = after_peak - trough
-    return pd.DataFrame({
-        "id": unit_ids,
-        "peak_channel_id": peak_channel_ids,
-        "local_index": np.arange(n),
-        "quality": np.where(noise_label, "noise", "good"),
-        "firing_rate": [len(st) / duration for st in trains],
-        "isi_violations": isi_viol,
-        "presence_ratio": rng.uniform(0.96, 1.0, n),
-        "amplitude_cutoff": amplitude_cutoff,
-        "snr": snr,
-        "amplitude": peak_amp,
-        "waveform_duration": np.abs(trough_to_peak) / fs * 1000,
-    })
+    return pd.DataFrame(
+        {
+            "id": unit_ids,
+            "peak_channel_id": peak_channel_ids,
+            "local_index": np.arange(n),
+            "quality": np.where(noise_label, "noise", "good"),
+            "firing_rate": [len(st) / duration for st in trains],
+            "isi_violations": isi_viol,
+            "presence_ratio": rng.uniform(0.96, 1.0, n),
+            "amplitude_cutoff": amplitude_cutoff,
+            "snr": snr,
+            "amplitude": peak_amp,
+            "waveform_duration": np.abs(trough_to_peak) / fs * 1000,
+        }
+    )
 
 
-def _isi_violations(st: np.ndarray, duration: float, isi_threshold: float = 0.0015, min_isi: float = 0.0) -> float:
+def _isi_violations(
+    st: np.ndarray, duration: float, isi_threshold: float = 0.0015, min_isi: float = 0.0
+) -> float:
     """Hill et al. ISI violation ratio (AllenSDK ``isi_violations``)."""
     if st.size < 2:
         return 0.0
@@ -420,15 +506,26 @@ def _invalid_times(rng, schedule: pd.DataFrame, n: int, t0: float) -> pd.DataFra
 def stimuli_description(frame: AllenFrame) -> dict:
     cond = static_grating_conditions()
     return {
-        "frame": {"height": frame.height, "width": frame.width, "px_per_deg": frame.px_per_deg,
-                  "allen_template_shape": [918, 1174], "gray": STIMULUS_GRAY},
-        "natural_scenes": {"file": "natural_scenes.npy", "count": N_NATURAL_SCENES, "blank_frame": BLANK_FRAME,
-                           "generator": "dead leaves (offline/natural_images.py)"},
-        "static_gratings": {"orientation_deg": sorted(set(cond[:, 0].tolist())),
-                            "spatial_frequency_cpd": sorted(set(cond[:, 1].tolist())),
-                            "phase_cycles": sorted(set(cond[:, 2].tolist())),
-                            "contrast": STATIC_GRATING_CONTRAST,
-                            "renderer": "rtdecode.core.stimuli.render_static_gratings"},
+        "frame": {
+            "height": frame.height,
+            "width": frame.width,
+            "px_per_deg": frame.px_per_deg,
+            "allen_template_shape": [918, 1174],
+            "gray": STIMULUS_GRAY,
+        },
+        "natural_scenes": {
+            "file": "natural_scenes.npy",
+            "count": N_NATURAL_SCENES,
+            "blank_frame": BLANK_FRAME,
+            "generator": "dead leaves (offline/natural_images.py)",
+        },
+        "static_gratings": {
+            "orientation_deg": sorted(set(cond[:, 0].tolist())),
+            "spatial_frequency_cpd": sorted(set(cond[:, 1].tolist())),
+            "phase_cycles": sorted(set(cond[:, 2].tolist())),
+            "contrast": STATIC_GRATING_CONTRAST,
+            "renderer": "rtdecode.core.stimuli.render_static_gratings",
+        },
         "presentation_s": PRESENTATION_S,
     }
 

@@ -79,7 +79,9 @@ def simulate(
     animals: Annotated[int, typer.Option(help="number of animals")] = 1,
     channels: Annotated[int, typer.Option(help="recorded channels of a Neuropixels 1.0 (8-384)")] = 32,
     units: Annotated[int, typer.Option(help="units per animal")] = 48,
-    repeats: Annotated[int, typer.Option(help="repeats of every stimulus condition (50 in the Allen data)")] = 3,
+    repeats: Annotated[
+        int, typer.Option(help="repeats of every stimulus condition (50 in the Allen data)")
+    ] = 3,
     seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same files")] = 0,
     frame_scale: Annotated[
         float, typer.Option(help="stimulus frame size relative to the 918x1174 Allen template")
@@ -94,8 +96,14 @@ def simulate(
     from rtdecode.offline.simulate import simulate as run_simulation
 
     params = SimulationParams(
-        animals=animals, channels=channels, units=units, repeats=repeats, seed=seed,
-        frame_scale=frame_scale, write_recording=recording, ttl_line=ttl_line,
+        animals=animals,
+        channels=channels,
+        units=units,
+        repeats=repeats,
+        seed=seed,
+        frame_scale=frame_scale,
+        write_recording=recording,
+        ttl_line=ttl_line,
     )
     try:
         params.validate()
@@ -109,8 +117,13 @@ def simulate(
     for folder in folders:
         m = json.loads((folder / "animal.json").read_text())
         table.add_row(
-            m["name"], m["nwb"], str(m["n_trials"]), f"{m['duration_s']:.1f} s", str(m["channels"]),
-            str(m["units"]), str(folder / m["recording"]) if m["recording"] else "-",
+            m["name"],
+            m["nwb"],
+            str(m["n_trials"]),
+            f"{m['duration_s']:.1f} s",
+            str(m["channels"]),
+            str(m["units"]),
+            str(folder / m["recording"]) if m["recording"] else "-",
         )
     console.print(table)
 
@@ -119,7 +132,9 @@ def simulate(
 @session_app.command("info")
 def session_info(
     nwb: Annotated[Path, typer.Argument(help="session NWB file (Allen Visual Coding Neuropixels layout)")],
-    area: Annotated[str, typer.Option(help="brain area of the units to keep ('all' keeps every area)")] = "VISp",
+    area: Annotated[
+        str, typer.Option(help="brain area of the units to keep ('all' keeps every area)")
+    ] = "VISp",
     no_quality_filter: Annotated[
         bool, typer.Option("--no-quality-filter", help="keep units failing the AllenSDK default metrics")
     ] = False,
@@ -129,8 +144,13 @@ def session_info(
 
     f = UnitFilter(area=None if area == "all" else area)
     if no_quality_filter:
-        f = UnitFilter(area=f.area, amplitude_cutoff_max=None, presence_ratio_min=None,
-                       isi_violations_max=None, quality=None)
+        f = UnitFilter(
+            area=f.area,
+            amplitude_cutoff_max=None,
+            presence_ratio_min=None,
+            isi_violations_max=None,
+            quality=None,
+        )
     with open_session(nwb, f) as s:
         all_units = s.all_units()
         units = s.units()

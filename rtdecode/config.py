@@ -115,7 +115,9 @@ class ModelConfig(_Strict):
     )
     intra_op_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime / torch threads")
     precision: Literal["fp32", "fp16"] = "fp32"
-    engine_cache_dir: Path | None = Field(None, description="TensorRT engine cache; default next to the bundle")
+    engine_cache_dir: Path | None = Field(
+        None, description="TensorRT engine cache; default next to the bundle"
+    )
 
 
 class NetworkEventsConfig(_Strict):

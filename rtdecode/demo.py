@@ -34,10 +34,11 @@ def check_animal(folder: Path) -> dict:
     with open_session(folder / m["nwb"]) as s:
         units = s.units()
         trials = s.trials()
+    n_nat, n_art = (int(trials.label.eq(k).sum()) for k in ("natural", "artificial"))
     row = {
         "animal": m["name"],
         "units kept (VISp, quality)": f"{len(units)}/{m['units']}",
-        "trials natural/artificial": f"{(trials.label == 'natural').sum()}/{(trials.label == 'artificial').sum()}",
+        "trials natural/artificial": f"{n_nat}/{n_art}",
     }
     if m["recording"]:
         rec_dir = folder / m["recording"]
@@ -61,11 +62,14 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
         f"1. Simulating {DEMO_ANIMALS} animals ({DEMO_CHANNELS} channels, {DEMO_UNITS} units, "
         f"{DEMO_REPEATS} repeats of 118 scenes + 120 gratings) into {out}/ ..."
     )
-    params = SimulationParams(animals=DEMO_ANIMALS, channels=DEMO_CHANNELS, units=DEMO_UNITS,
-                              repeats=DEMO_REPEATS, seed=seed)
+    params = SimulationParams(
+        animals=DEMO_ANIMALS, channels=DEMO_CHANNELS, units=DEMO_UNITS, repeats=DEMO_REPEATS, seed=seed
+    )
     with progress:
         folders = simulate(params, out, progress=progress)
-    console.print("2. Reading every file back (Allen NWB reader, open-ephys-python-tools, SpikeInterface) ...")
+    console.print(
+        "2. Reading every file back (Allen NWB reader, open-ephys-python-tools, SpikeInterface) ..."
+    )
     table = Table(title="simulated animals, read back")
     rows = [check_animal(f) for f in folders]
     for col in rows[0]:

@@ -1,0 +1,61 @@
+"""Shared fixtures: simulated animals (the foundation of every test), test tiers.
+
+Tiers (Kilosort-style flags): ``--runslow`` runs tests marked ``slow``; tests marked ``gpu`` run
+only where an NVIDIA GPU and TensorRT are importable, and are skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rtdecode.offline.simulate import SimulationParams, simulate
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def _gpu_reason() -> str | None:
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as err:  # ImportError, or the PyPI stub failing to find its libraries
+        return f"TensorRT is not importable here ({type(err).__name__}: {err})"
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA GPU is visible (torch.cuda.is_available() is False)"
+    except Exception as err:
+        return f"cannot query the GPU ({err})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_reason = _gpu_reason()
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(pytest.mark.skip(reason="slow test: run with --runslow"))
+        if "gpu" in item.keywords and gpu_reason:
+            item.add_marker(pytest.mark.skip(reason=gpu_reason))
+
+
+@pytest.fixture(scope="session")
+def small_animal(tmp_path_factory) -> Path:
+    """One animal with a 30 kHz recording: 16 channels, 20 units, 1 repeat (~65 s of data)."""
+    out = tmp_path_factory.mktemp("sim_small")
+    params = SimulationParams(animals=1, channels=16, units=20, repeats=1, seed=7)
+    return simulate(params, out)[0]
+
+
+@pytest.fixture(scope="session")
+def realism_animal(tmp_path_factory) -> Path:
+    """One animal without a recording, 48 units and 3 repeats, for response statistics."""
+    out = tmp_path_factory.mktemp("sim_realism")
+    params = SimulationParams(animals=1, channels=32, units=48, repeats=3, seed=3, write_recording=False)
+    return simulate(params, out)[0]
+
+
+def manifest(folder: Path) -> dict:
+    return json.loads((folder / "animal.json").read_text())

@@ -1,0 +1,135 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rtdecode.cli import app
+from rtdecode.config import RigConfig, load_rig_config, parse_rig_config
+from rtdecode.errors import ConfigError
+
+RIG_CONFIGS = sorted((Path(__file__).parent.parent / "rig_configs").glob("*.toml"))
+
+VALID = {
+    "name": "t",
+    "stream": {
+        "data_port": 5556,
+        "heartbeat_port": 5557,
+        "stream_name": "ProbeA-AP",
+        "channel_count": 32,
+        "sample_rate": 30000.0,
+    },
+    "trials": {"ttl_line": 0},
+    "outputs": {"decision_port": 5560, "control_port": 5561},
+}
+
+
+def _with(path: str, value):
+    import copy
+
+    data = copy.deepcopy(VALID)
+    *parents, leaf = path.split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    return data
+
+
+def test_rig_configs_exist():
+    names = {p.name for p in RIG_CONFIGS}
+    assert {"replay_local.toml", "neuropixels1_openephys.toml"} <= names
+
+
+@pytest.mark.parametrize("path", RIG_CONFIGS, ids=lambda p: p.name)
+def test_every_rig_config_validates(path):
+    cfg = load_rig_config(path)
+    assert isinstance(cfg, RigConfig)
+    assert cfg.stream.heartbeat_port == cfg.stream.data_port + 1
+
+
+def test_neuropixels_config_is_384_channels_30k():
+    cfg = load_rig_config(Path(__file__).parent.parent / "rig_configs" / "neuropixels1_openephys.toml")
+    assert cfg.stream.channel_count == 384 and cfg.stream.sample_rate == 30000.0
+    assert cfg.probe.model == "neuropixels1"
+
+
+def test_defaults_filled_in():
+    cfg = parse_rig_config(VALID)
+    assert cfg.model.backend == "auto" and cfg.model.intra_op_threads == 1
+    assert cfg.trials.response_window_ms == (0.0, 250.0)
+    assert cfg.trials.baseline_window_ms == (-200.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expect"),
+    [
+        ("stream.data_port", 70000, "stream.data_port = 70000: Input should be less than or equal to 65535"),
+        ("stream.channel_count", 0, "stream.channel_count = 0: Input should be greater than 0"),
+        ("stream.heartbeat_port", 5599, "heartbeat_port must be data_port + 1 = 5557"),
+        ("trials.ttl_line", -1, "trials.ttl_line = -1"),
+        ("trials.response_window_ms", [250, 0], "response_window_ms must be [start, end) with end > start"),
+        (
+            "model.backend",
+            "cuda",
+            "model.backend = 'cuda': Input should be 'auto', 'onnxruntime', 'tensorrt' or 'torch'",
+        ),
+        ("outputs.decision_port", 5556, "outputs.decision_port = 5556 collides with stream.data_port"),
+        ("outputs.bind_host", "0.0.0.0", "set allow_remote = true"),
+        ("sorting.engine", "kilosort", "sorting.engine = 'kilosort'"),
+        ("outputs.colour", "red", "outputs.colour = 'red': Extra inputs are not permitted"),
+    ],
+)
+def test_bad_values_name_field_value_and_expectation(path, value, expect):
+    with pytest.raises(ConfigError) as info:
+        parse_rig_config(_with(path, value), source="x.toml")
+    assert expect in str(info.value)
+    assert str(info.value).startswith("x.toml: ")
+
+
+def test_missing_section_is_named():
+    data = {k: v for k, v in VALID.items() if k != "trials"}
+    with pytest.raises(ConfigError, match=r"trials = \(missing\): Field required"):
+        parse_rig_config(data)
+
+
+def test_remote_bind_allowed_when_explicit():
+    cfg = parse_rig_config(
+        _with("outputs", {**VALID["outputs"], "bind_host": "0.0.0.0", "allow_remote": True})
+    )
+    assert cfg.outputs.bind_host == "0.0.0.0"
+
+
+def test_network_events_port_collision():
+    data = _with("outputs.network_events", {"port": 5556, "ttl_line": 1})
+    with pytest.raises(
+        ConfigError, match="outputs.network_events.port = 5556 collides with stream.data_port"
+    ):
+        parse_rig_config(data)
+
+
+def test_toml_syntax_error(tmp_path):
+    p = tmp_path / "broken.toml"
+    p.write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_rig_config(p)
+
+
+def test_cli_config_check_ok():
+    result = CliRunner().invoke(app, ["config", "check", str(RIG_CONFIGS[0])])
+    assert result.exit_code == 0, result.output
+    assert "valid rig config" in result.output and "data_port" in result.output
+
+
+def test_cli_config_check_bad_file_has_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    p = tmp_path / "bad.toml"
+    p.write_text('name = "x"\n[stream]\ndata_port = 1\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtdecode", "config", "check", str(p)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "stream.data_port = 1: Input should be greater than or equal to 1024" in proc.stderr
+    assert "trials = (missing)" in proc.stderr
