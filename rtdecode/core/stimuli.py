@@ -112,3 +112,19 @@ def render_static_gratings(
 def centred(images: np.ndarray) -> np.ndarray:
     """Gray-level-centred float32 images: ``(S - 127) / 127.5``, so gray is 0 and range is ~[-1, 1]."""
     return (np.asarray(images, dtype=np.float32) - np.float32(STIMULUS_GRAY)) / np.float32(127.5)
+
+
+def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a stack (n, H, W) to (n, *size), float32, bilinear with anti-aliasing.
+
+    The whole Allen frame is mapped onto the model input (aspect ratio not preserved), so every
+    pixel of the visual field the stimuli covered stays in the neural image."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x[:, 0].numpy().copy()
+    with torch.inference_mode():
+        y = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    return y[:, 0].numpy()

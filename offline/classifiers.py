@@ -1,0 +1,116 @@
+"""The classifiers the experiments compare: GoogLeNet on neural images (head or fine-tune), and a
+GLM (logistic regression) on the responses ``R`` -- the paper's 83 % baseline."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rtdecode.offline import model as gnet
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+
+@dataclass
+class FitResult:
+    p_natural: np.ndarray  # scored trials
+    curve: dict
+
+
+class GoogLeNetClassifier:
+    """GoogLeNet transfer learning, reset to the same initial weights for every split."""
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        mode: str = "head",
+        head_epochs: int = 300,
+        finetune_epochs: int = 5,
+        seed: int = 0,
+    ) -> None:
+        if mode not in ("head", "finetune"):
+            raise ValueError(f"mode must be 'head' or 'finetune', got {mode!r}")
+        self.weights_path = gnet.find_weights(weights)
+        self.pretrained = self.weights_path is not None
+        self.mode = mode
+        self.head_epochs = head_epochs
+        self.finetune_epochs = finetune_epochs
+        self.seed = seed
+        self._initial = gnet.build_googlenet(2, self.weights_path, seed=seed)
+        self.model = None  # the last trained network (for export)
+
+    @property
+    def description(self) -> str:
+        init = (
+            f"ImageNet weights ({self.weights_path})"
+            if self.pretrained
+            else "random initialisation (no ImageNet weights found; BatchNorm calibrated on training images)"
+        )
+        return f"GoogLeNet, {self.mode} mode, {init}"
+
+    def _fresh(self, train_inputs: np.ndarray):
+        model = copy.deepcopy(self._initial)
+        if not self.pretrained:
+            gnet.calibrate_batchnorm(model, train_inputs)
+        model.eval()
+        return model
+
+    def fit(self, train_inputs: np.ndarray, labels: np.ndarray):
+        """Train on (n, 3, H, W) inputs; returns (model, curve)."""
+        model = self._fresh(train_inputs)
+        if self.mode == "head":
+            feats = gnet.features(model, train_inputs)
+            head, curve = gnet.train_head(feats, labels, epochs=self.head_epochs, seed=self.seed)
+            model.fc = head
+        else:
+            curve = gnet.finetune(model, train_inputs, labels, epochs=self.finetune_epochs, seed=self.seed)
+        model.eval()
+        self.model = model
+        return model, curve.as_dict()
+
+    def fit_predict(self, train_inputs: np.ndarray, labels: np.ndarray, test_inputs: np.ndarray) -> FitResult:
+        return self.fit_predict_many(train_inputs, [labels], test_inputs)[0]
+
+    def fit_predict_many(
+        self, train_inputs: np.ndarray, label_sets: list[np.ndarray], test_inputs: np.ndarray
+    ) -> list[FitResult]:
+        """One classifier per label set on the same inputs (e.g. true and shuffled labels).
+
+        In head mode the frozen features are computed once and shared."""
+        if self.mode != "head":
+            out = []
+            for labels in label_sets:
+                model, curve = self.fit(train_inputs, labels)
+                out.append(FitResult(gnet.predict_proba(model, test_inputs)[:, 1], curve))
+            return out
+        model = self._fresh(train_inputs)
+        f_train = gnet.features(model, train_inputs)
+        f_test = gnet.features(model, test_inputs)
+        out = []
+        for labels in label_sets:
+            head, curve = gnet.train_head(f_train, labels, epochs=self.head_epochs, seed=self.seed)
+            logits = head(torch_tensor(f_test)).detach().numpy()
+            out.append(FitResult(_softmax1(logits), curve.as_dict()))
+        return out
+
+
+def torch_tensor(x: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _softmax1(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e[:, 1] / e.sum(axis=1)).astype(np.float32)
+
+
+def glm_fit_predict(R_train: np.ndarray, labels: np.ndarray, R_test: np.ndarray, seed: int = 0) -> FitResult:
+    """Logistic regression on standardised responses (scaler fit on training trials)."""
+    scaler = StandardScaler().fit(R_train)
+    clf = LogisticRegression(C=0.5, max_iter=5000, random_state=seed)
+    clf.fit(scaler.transform(R_train), labels)
+    return FitResult(clf.predict_proba(scaler.transform(R_test))[:, 1], {})

@@ -1,0 +1,321 @@
+"""The paper's experiments, leakage-free: within-animal k-fold and across-animal transfer.
+
+Models scored on the same trials:
+
+- ``googlenet``: GoogLeNet (head or fine-tune) on neural images;
+- ``glm``: logistic regression on ``R`` (within-animal only: units differ across animals);
+- ``temporal``: the paper's temporal spike image (units x time bins) through the same GoogLeNet
+  (within-animal only, same reason);
+- ``shuffled_labels``: the GoogLeNet pipeline trained on permuted labels (control, ~chance);
+- ``stimulus_only``: neural images formed with shuffled ``R`` (control: what the stimuli in
+  ``PS`` alone give, ~chance when there is no leakage).
+
+Across animals, a target's baseline and ``PS`` are fit on a calibration split of its own trials
+(stratified, ``calibration_fraction``) and it is scored on the disjoint rest; training animals'
+images are cross-fitted over all their trials.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from rtdecode.offline.classifiers import GoogLeNetClassifier, glm_fit_predict
+from rtdecode.offline.dataset import AnimalDataset
+from rtdecode.offline.experiments import (
+    Score,
+    SplitImages,
+    crossfitted_images,
+    split_images,
+    temporal_images,
+)
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from rtdecode.core.model_input import ImageNormalisation
+
+MODELS_WITHIN = ("googlenet", "glm", "temporal", "shuffled_labels", "stimulus_only")
+MODELS_ACROSS = ("googlenet", "shuffled_labels", "stimulus_only")
+
+#: The seed paper's numbers on real Allen data (DESIGN section 2), to set beside ours.
+PAPER = {
+    "within_animal_mean": 0.96,
+    "within_animal_range": [0.89, 1.00],
+    "across_best": {"train": ["M0", "M1"], "target": "M3", "accuracy": 0.912},
+    "across_worst": {"train": ["M2"], "target": "M3", "accuracy": 0.82},
+    "glm_baseline": 0.83,
+    "temporal_image_best": 0.72,
+}
+
+
+@dataclass
+class EvaluationConfig:
+    folds: int = 5
+    image_size: int = 224
+    mode: str = "head"
+    head_epochs: int = 300
+    finetune_epochs: int = 5
+    seed: int = 0
+    calibration_fraction: float = 0.5
+    combinations: list[tuple[tuple[str, ...], str]] | None = None  # None = defaults
+    weights: str | None = None
+
+    def validate(self, n_animals: int) -> None:
+        if self.folds < 2:
+            raise ValueError(f"folds = {self.folds}: expected at least 2")
+        if not 0.1 <= self.calibration_fraction <= 0.9:
+            raise ValueError(f"calibration_fraction = {self.calibration_fraction}: expected 0.1 to 0.9")
+        if self.image_size < 32:
+            raise ValueError(f"image_size = {self.image_size}: GoogLeNet needs at least 32 pixels")
+
+
+def default_combinations(names: list[str]) -> list[tuple[tuple[str, ...], str]]:
+    """Every leave-one-out (all others -> one) and every single pair (one -> another)."""
+    if len(names) < 2:
+        return []
+    combos = [(tuple(n for n in names if n != t), t) for t in names]
+    combos += [((a,), t) for t in names for a in names if a != t]
+    seen, out = set(), []
+    for c in combos:
+        if c not in seen:
+            seen.add(c)
+            out.append(c)
+    return out
+
+
+def parse_combination(text: str) -> tuple[tuple[str, ...], str]:
+    """``"M0,M1:M2"`` -> ((M0, M1), M2)."""
+    if text.count(":") != 1:
+        raise ValueError(f"combination {text!r}: expected TRAIN[,TRAIN...]:TARGET, e.g. M0,M1:M2")
+    train, target = text.split(":")
+    names = tuple(n.strip() for n in train.split(",") if n.strip())
+    if not names or not target.strip() or target.strip() in names:
+        raise ValueError(f"combination {text!r}: needs training animals and a different target")
+    return names, target.strip()
+
+
+def _inputs(split: SplitImages) -> tuple[np.ndarray, np.ndarray]:
+    n = split.normalisation
+    return n.to_model_input(split.train.images), n.to_model_input(split.test.images)
+
+
+@dataclass
+class WithinResult:
+    animal: str
+    scores: dict[str, Score]
+    folds: list[dict] = field(default_factory=list)  # provenance per fold
+    curves: list[dict] = field(default_factory=list)
+    example_split: SplitImages | None = None
+    example_test_labels: np.ndarray | None = None
+
+
+def within_animal(
+    ds: AnimalDataset, ds_ref, cfg: EvaluationConfig, clf: GoogLeNetClassifier, executor, advance=None
+) -> WithinResult:
+    """k-fold within one animal; baseline and PS fit on the training folds only."""
+    skf = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed)
+    folds = list(skf.split(np.zeros(ds.n_trials), ds.labels))
+    futures = [
+        (
+            executor.submit(split_images, ds_ref, tr, te, cfg.seed + k),
+            executor.submit(split_images, ds_ref, tr, te, cfg.seed + k, True),
+        )
+        for k, (tr, te) in enumerate(folds)
+    ]
+    res = WithinResult(ds.name, {m: Score(m) for m in MODELS_WITHIN})
+    rng = np.random.default_rng(cfg.seed)
+    for k, ((tr, te), (f_real, f_shuf)) in enumerate(zip(folds, futures, strict=True)):
+        split: SplitImages = f_real.result()
+        y_tr, y_te = ds.labels[tr], ds.labels[te]
+        x_tr, x_te = _inputs(split)
+        real, shuffled = clf.fit_predict_many(x_tr, [y_tr, rng.permutation(y_tr)], x_te)
+        res.scores["googlenet"].add(te, y_te, real.p_natural)
+        res.scores["shuffled_labels"].add(te, y_te, shuffled.p_natural)
+        res.curves.append({"fold": k, **real.curve})
+        R, _ = ds.responses(tr)
+        res.scores["glm"].add(te, y_te, glm_fit_predict(R[tr], y_tr, R[te], cfg.seed).p_natural)
+        T = temporal_images(ds, tr, cfg.image_size)
+        tnorm = ImageNormalisation.fit(T[tr], cfg.image_size)
+        res.scores["temporal"].add(
+            te,
+            y_te,
+            clf.fit_predict(tnorm.to_model_input(T[tr]), y_tr, tnorm.to_model_input(T[te])).p_natural,
+        )
+        s_split: SplitImages = f_shuf.result()
+        sx_tr, sx_te = _inputs(s_split)
+        res.scores["stimulus_only"].add(te, y_te, clf.fit_predict(sx_tr, y_tr, sx_te).p_natural)
+        res.folds.append(
+            {
+                "fold": k,
+                "test_trials": te.tolist(),
+                "train_images": split.train.provenance(),
+                "test_images": split.test.provenance(),
+            }
+        )
+        if k == 0:
+            res.example_split, res.example_test_labels = split, y_te
+        if advance:
+            advance()
+    return res
+
+
+@dataclass
+class AcrossResult:
+    train: tuple[str, ...]
+    target: str
+    scores: dict[str, Score]
+    calibration_trials: list[int]
+    test_trials: list[int]
+
+
+def _full_crossfit(ds: AnimalDataset, seed: int, shuffle_responses: bool = False):
+    """Cross-fitted images of every trial of a training animal, normalised per animal."""
+    idx = np.arange(ds.n_trials)
+    R, _ = ds.responses(idx)
+    if shuffle_responses:
+        R = R[np.random.default_rng(seed + 7919).permutation(idx)]
+    imgs = crossfitted_images(R, ds, idx, idx, seed)
+    norm = ImageNormalisation.fit(imgs.images, ds.stack.shape[-1])
+    return norm.to_model_input(imgs.images), ds.labels.copy()
+
+
+def calibration_split(ds: AnimalDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (calibration, test) split of a target animal's trials; sorted, disjoint."""
+    cal, test = train_test_split(
+        np.arange(ds.n_trials), train_size=fraction, stratify=ds.labels, random_state=seed
+    )
+    return np.sort(cal), np.sort(test)
+
+
+def across_animals(
+    datasets: dict[str, AnimalDataset],
+    refs: dict,
+    cfg: EvaluationConfig,
+    clf: GoogLeNetClassifier,
+    executor,
+    advance=None,
+) -> list[AcrossResult]:
+    combos = cfg.combinations if cfg.combinations is not None else default_combinations(list(datasets))
+    for train, target in combos:
+        unknown = [n for n in (*train, target) if n not in datasets]
+        if unknown:
+            raise ValueError(
+                f"combination {train}->{target}: unknown animal(s) {unknown}; have {list(datasets)}"
+            )
+    train_names = sorted({n for c in combos for n in c[0]})
+    train_f = {
+        (n, s): executor.submit(_full_crossfit, refs[n], cfg.seed, s)
+        for n in train_names
+        for s in (False, True)
+    }
+    targets = sorted({c[1] for c in combos})
+    cal = {t: calibration_split(datasets[t], cfg.calibration_fraction, cfg.seed) for t in targets}
+    target_f = {
+        (t, s): executor.submit(split_images, refs[t], *cal[t], cfg.seed, s)
+        for t in targets
+        for s in (False, True)
+    }
+    rng = np.random.default_rng(cfg.seed + 1)
+    out = []
+    for train, target in combos:
+        ds_t = datasets[target]
+        scores = {m: Score(m) for m in MODELS_ACROSS}
+        cal_idx, test_idx = cal[target]
+        y_te = ds_t.labels[test_idx]
+        for shuffled_r in (False, True):
+            parts = [train_f[(n, shuffled_r)].result() for n in train]
+            x_tr = np.concatenate([p[0] for p in parts])
+            y_tr = np.concatenate([p[1] for p in parts])
+            _, x_te = _inputs(target_f[(target, shuffled_r)].result())
+            if shuffled_r:
+                scores["stimulus_only"].add(test_idx, y_te, clf.fit_predict(x_tr, y_tr, x_te).p_natural)
+            else:
+                real, shuf = clf.fit_predict_many(x_tr, [y_tr, rng.permutation(y_tr)], x_te)
+                scores["googlenet"].add(test_idx, y_te, real.p_natural)
+                scores["shuffled_labels"].add(test_idx, y_te, shuf.p_natural)
+        out.append(AcrossResult(tuple(train), target, scores, cal_idx.tolist(), test_idx.tolist()))
+        if advance:
+            advance()
+    return out
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in (
+        "rtdecode",
+        "numpy",
+        "torch",
+        "torchvision",
+        "scikit-learn",
+        "spikeinterface",
+        "pynwb",
+        "dask",
+    ):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def run_evaluation(
+    datasets: list[AnimalDataset], cfg: EvaluationConfig, executor, progress=None, refs: dict | None = None
+) -> dict:
+    """Run every experiment; returns the report dict (figures are made by ``offline.report``)."""
+    cfg.validate(len(datasets))
+    by_name = {d.name: d for d in datasets}
+    if len(by_name) != len(datasets):
+        raise ValueError(f"animal names must be unique, got {[d.name for d in datasets]}")
+    refs = refs or {d.name: executor.scatter(d) for d in datasets}
+    clf = GoogLeNetClassifier(cfg.weights, cfg.mode, cfg.head_epochs, cfg.finetune_epochs, cfg.seed)
+    combos = cfg.combinations if cfg.combinations is not None else default_combinations(list(by_name))
+    task = (
+        progress.add_task("experiments", total=len(datasets) * cfg.folds + len(combos)) if progress else None
+    )
+
+    def advance():
+        if progress:
+            progress.update(task, advance=1)
+
+    within = [within_animal(d, refs[d.name], cfg, clf, executor, advance) for d in datasets]
+    across = across_animals(by_name, refs, cfg, clf, executor, advance) if len(datasets) > 1 else []
+    report = {
+        "config": {**asdict(cfg), "combinations": [[list(t), g] for t, g in combos]},
+        "classifier": clf.description,
+        "pretrained_weights": clf.pretrained,
+        "executor": executor.description,
+        "versions": versions(),
+        "paper": PAPER,
+        "animals": [
+            {
+                "name": d.name,
+                "n_trials": d.n_trials,
+                "n_units": d.n_units,
+                "n_natural": int(d.labels.sum()),
+                "source": d.source,
+            }
+            for d in datasets
+        ],
+        "within_animal": [
+            {
+                "animal": w.animal,
+                "scores": {m: s.as_dict() for m, s in w.scores.items()},
+                "folds": w.folds,
+                "training_curves": w.curves,
+            }
+            for w in within
+        ],
+        "across_animal": [
+            {
+                "train": list(a.train),
+                "target": a.target,
+                "scores": {m: s.as_dict() for m, s in a.scores.items()},
+                "calibration_trials": a.calibration_trials,
+                "test_trials": a.test_trials,
+            }
+            for a in across
+        ],
+    }
+    report["_within_objects"] = within  # for figures; dropped before writing JSON
+    return report
