@@ -135,8 +135,7 @@ class AllenSession:
             )
         if self.session_type != BRAIN_OBSERVATORY:
             raise NWBLayoutError(
-                f"{self.path}: session type '{self.session_type}' is not supported; "
-                f"expected '{BRAIN_OBSERVATORY}'"
+                f"{self.path}: session type '{self.session_type}' is not supported; expected '{BRAIN_OBSERVATORY}'"
             )
         problems = []
         for group, cols in ((UNITS, REQUIRED_UNIT_COLUMNS), (ELECTRODES, REQUIRED_ELECTRODE_COLUMNS)):
@@ -167,9 +166,7 @@ class AllenSession:
         g = self._f[ELECTRODES]
         df = pd.DataFrame({"id": g["id"][()].astype(np.int64)})
         loc = _text(g["location"][()])
-        df["location"] = [
-            None if str(v).strip().lower() in MISSING_TEXT else str(v).split("-")[0] for v in loc
-        ]
+        df["location"] = [None if str(v).strip().lower() in MISSING_TEXT else str(v).split("-")[0] for v in loc]
         for col in ("probe_vertical_position", "probe_horizontal_position", "probe_id", "valid_data"):
             if col in g:
                 df[col] = g[col][()]
@@ -183,9 +180,7 @@ class AllenSession:
         """Every unit, unfiltered, with the area of its peak channel and its row in the file."""
         g = self._f[UNITS]
         ids = g["id"][()].astype(np.int64)
-        df = pd.DataFrame(
-            {"id": ids, "row": np.arange(len(ids)), "peak_channel_id": g["peak_channel_id"][()]}
-        )
+        df = pd.DataFrame({"id": ids, "row": np.arange(len(ids)), "peak_channel_id": g["peak_channel_id"][()]})
         for col in ("quality", "firing_rate", "isi_violations", "presence_ratio", "amplitude_cutoff", "snr"):
             if col in g:
                 df[col] = _text(g[col][()]) if col == "quality" else g[col][()]
@@ -265,9 +260,7 @@ class AllenSession:
         tags = _text(g["tags"][()])
         idx = g["tags_index"][()]
         bounds = np.concatenate([[0], idx])
-        is_stim = np.array(
-            [("stimulus" in set(tags[bounds[i] : bounds[i + 1]])) for i in range(len(start))], bool
-        )
+        is_stim = np.array([("stimulus" in set(tags[bounds[i] : bounds[i + 1]])) for i in range(len(start))], bool)
         return np.stack([start[is_stim], stop[is_stim]], axis=1)
 
     def presentations(self, family: str, drop_invalid: bool = True) -> pd.DataFrame:
@@ -309,9 +302,7 @@ class AllenSession:
         """Both families together, sorted by onset, with ``label`` natural / artificial / blank."""
         parts = [self.presentations(fam) for fam in FAMILIES]
         df = pd.concat(parts, ignore_index=True).sort_values("start_time").reset_index(drop=True)
-        df["label"] = np.where(
-            df.is_blank, "blank", np.where(df.family == "natural_scenes", "natural", "artificial")
-        )
+        df["label"] = np.where(df.is_blank, "blank", np.where(df.family == "natural_scenes", "natural", "artificial"))
         if not include_blanks:
             df = df[~df.is_blank].reset_index(drop=True)
         return df

@@ -27,28 +27,36 @@ class GoogLeNetClassifier:
         weights: str | Path | None = None,
         mode: str = "head",
         head_epochs: int = 300,
-        finetune_epochs: int = 5,
+        finetune_epochs: int = 10,
         seed: int = 0,
+        finetune_lr: float | None = None,
     ) -> None:
         if mode not in ("head", "finetune"):
             raise ValueError(f"mode must be 'head' or 'finetune', got {mode!r}")
         self.weights_path = gnet.find_weights(weights)
         self.pretrained = self.weights_path is not None
-        self.mode = mode
+        self.requested_mode = mode
+        # Frozen random features carry next to nothing: without ImageNet weights the network is
+        # trained from random initialisation, every layer.
+        self.mode = mode if self.pretrained else "finetune"
         self.head_epochs = head_epochs
         self.finetune_epochs = finetune_epochs
+        self.finetune_lr = finetune_lr or (1e-4 if self.pretrained else 1e-3)
         self.seed = seed
         self._initial = gnet.build_googlenet(2, self.weights_path, seed=seed)
         self.model = None  # the last trained network (for export)
 
     @property
     def description(self) -> str:
-        init = (
-            f"ImageNet weights ({self.weights_path})"
-            if self.pretrained
-            else "random initialisation (no ImageNet weights found; BatchNorm calibrated on training images)"
+        if self.pretrained:
+            return f"GoogLeNet, {self.mode} mode, ImageNet weights ({self.weights_path})"
+        note = ""
+        if self.requested_mode != self.mode:
+            note = f"; {self.requested_mode} mode was requested but needs ImageNet weights"
+        return (
+            f"GoogLeNet trained from random initialisation, all layers, {self.finetune_epochs} epochs "
+            f"(no ImageNet weights given or in torchvision's cache{note})"
         )
-        return f"GoogLeNet, {self.mode} mode, {init}"
 
     def _fresh(self, train_inputs: np.ndarray):
         model = copy.deepcopy(self._initial)
@@ -65,7 +73,9 @@ class GoogLeNetClassifier:
             head, curve = gnet.train_head(feats, labels, epochs=self.head_epochs, seed=self.seed)
             model.fc = head
         else:
-            curve = gnet.finetune(model, train_inputs, labels, epochs=self.finetune_epochs, seed=self.seed)
+            curve = gnet.finetune(
+                model, train_inputs, labels, epochs=self.finetune_epochs, lr=self.finetune_lr, seed=self.seed
+            )
         model.eval()
         self.model = model
         return model, curve.as_dict()

@@ -119,9 +119,7 @@ def load_natural_scenes(stimuli: Path) -> np.ndarray:
 
         scenes = np.stack([np.asarray(Image.open(p)) for p in tiffs])
     if scenes.ndim != 3 or scenes.shape[0] != N_NATURAL_SCENES:
-        raise NWBLayoutError(
-            f"{stimuli}: expected 118 grayscale scenes (118, H, W), got shape {scenes.shape}"
-        )
+        raise NWBLayoutError(f"{stimuli}: expected 118 grayscale scenes (118, H, W), got shape {scenes.shape}")
     return scenes
 
 
@@ -141,9 +139,7 @@ def resolve_session(path: str | Path, stimuli: str | Path | None = None) -> dict
     if path.is_dir():
         manifest = path / "animal.json"
         if not manifest.is_file():
-            raise NWBLayoutError(
-                f"{path}: a session folder must contain animal.json (as `rtdecode simulate` writes)"
-            )
+            raise NWBLayoutError(f"{path}: a session folder must contain animal.json (as `rtdecode simulate` writes)")
         m = json.loads(manifest.read_text())
         return {
             "name": m["name"],
@@ -181,8 +177,32 @@ def load_animal(
         units = s.units()
         trials = s.trials(include_blanks=False)
         trains = [seconds_to_samples(st, fs) for _, st in s.iter_spike_times(units.id)]
+    scenes = load_natural_scenes(info["stimuli"])
+    source = {"nwb": str(info["nwb"]), "stimuli": str(info["stimuli"]), "folder": str(info["folder"])}
+    return dataset_from_spikes(
+        info["name"], trains, units.id.to_numpy(np.int64), trials, fs, scenes, image_size, windows, source
+    )
+
+
+def dataset_from_spikes(
+    name: str,
+    trains: list[np.ndarray],
+    unit_ids: np.ndarray,
+    trials: pd.DataFrame,
+    sample_rate: float,
+    scenes: np.ndarray,
+    image_size: int,
+    windows: Windows = Windows(),
+    source: dict | None = None,
+) -> AnimalDataset:
+    """Count spikes (one int sample array per unit) around trial onsets.
+
+    ``trials`` needs ``start_time`` (s, on the spikes' clock: sample / sample_rate), ``family``,
+    ``is_blank``, ``label`` and the stimulus columns; blanks are dropped."""
+    trials = trials[~trials.is_blank.to_numpy(bool)].reset_index(drop=True)
     if trials.empty:
-        raise NWBLayoutError(f"{info['nwb']}: no valid natural-scene or static-grating presentations")
+        raise NWBLayoutError(f"{name}: no valid natural-scene or static-grating presentations")
+    fs = float(sample_rate)
     onsets = seconds_to_samples(trials.start_time.to_numpy(), fs)
     trials = trials.assign(onset_sample=onsets)
     trials["condition"] = condition_index(trials)
@@ -191,15 +211,12 @@ def load_animal(
     base = window_samples(windows.baseline_ms, fs)
     bin_len = int(round(windows.temporal_bin_ms * fs / 1000))
     edges = np.arange(resp[0], resp[1], bin_len)
-    temporal = np.stack(
-        [index.counts(onsets, (int(e), int(min(e + bin_len, resp[1])))) for e in edges], axis=2
-    )
-    scenes = load_natural_scenes(info["stimuli"])
+    temporal = np.stack([index.counts(onsets, (int(e), int(min(e + bin_len, resp[1])))) for e in edges], axis=2)
     return AnimalDataset(
-        name=info["name"],
+        name=name,
         sample_rate=fs,
-        unit_ids=units.id.to_numpy(np.int64),
-        trials=trials.reset_index(drop=True),
+        unit_ids=np.asarray(unit_ids, dtype=np.int64),
+        trials=trials,
         labels=(trials.label == "natural").to_numpy().astype(np.int64),
         condition=trials.condition.to_numpy(np.int64),
         stack=stimulus_stack(scenes, image_size),
@@ -207,5 +224,21 @@ def load_animal(
         baseline_rates=rates_hz(index.counts(onsets, base), base, fs),
         temporal_counts=temporal.astype(np.float32),
         windows=windows,
-        source={"nwb": str(info["nwb"]), "stimuli": str(info["stimuli"]), "folder": str(info["folder"])},
+        source=source or {},
     )
+
+
+def trials_from_stimulus_log(path: str | Path, first_sample_number: int, sample_rate: float) -> pd.DataFrame:
+    """A recorded session's stimulus log as trials on the recording's clock.
+
+    ``start_time`` = (onset_sample - first_sample_number) / sample_rate, i.e. seconds from the
+    recording's first sample, so spike sample indices of the recording line up with it."""
+    log = pd.read_csv(path)
+    need = {"onset_sample", "family", "label", "frame", "orientation", "spatial_frequency", "phase"}
+    missing = sorted(need - set(log.columns))
+    if missing:
+        raise NWBLayoutError(f"{path}: stimulus log lacks column(s) {', '.join(missing)}")
+    out = log.copy()
+    out["start_time"] = (out.onset_sample.to_numpy(np.int64) - int(first_sample_number)) / float(sample_rate)
+    out["is_blank"] = out.label.eq("blank").to_numpy()
+    return out

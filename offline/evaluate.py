@@ -55,7 +55,7 @@ class EvaluationConfig:
     image_size: int = 224
     mode: str = "head"
     head_epochs: int = 300
-    finetune_epochs: int = 5
+    finetune_epochs: int = 10
     seed: int = 0
     calibration_fraction: float = 0.5
     combinations: list[tuple[tuple[str, ...], str]] | None = None  # None = defaults
@@ -182,9 +182,7 @@ def _full_crossfit(ds: AnimalDataset, seed: int, shuffle_responses: bool = False
 
 def calibration_split(ds: AnimalDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified (calibration, test) split of a target animal's trials; sorted, disjoint."""
-    cal, test = train_test_split(
-        np.arange(ds.n_trials), train_size=fraction, stratify=ds.labels, random_state=seed
-    )
+    cal, test = train_test_split(np.arange(ds.n_trials), train_size=fraction, stratify=ds.labels, random_state=seed)
     return np.sort(cal), np.sort(test)
 
 
@@ -200,21 +198,15 @@ def across_animals(
     for train, target in combos:
         unknown = [n for n in (*train, target) if n not in datasets]
         if unknown:
-            raise ValueError(
-                f"combination {train}->{target}: unknown animal(s) {unknown}; have {list(datasets)}"
-            )
+            raise ValueError(f"combination {train}->{target}: unknown animal(s) {unknown}; have {list(datasets)}")
     train_names = sorted({n for c in combos for n in c[0]})
     train_f = {
-        (n, s): executor.submit(_full_crossfit, refs[n], cfg.seed, s)
-        for n in train_names
-        for s in (False, True)
+        (n, s): executor.submit(_full_crossfit, refs[n], cfg.seed, s) for n in train_names for s in (False, True)
     }
     targets = sorted({c[1] for c in combos})
     cal = {t: calibration_split(datasets[t], cfg.calibration_fraction, cfg.seed) for t in targets}
     target_f = {
-        (t, s): executor.submit(split_images, refs[t], *cal[t], cfg.seed, s)
-        for t in targets
-        for s in (False, True)
+        (t, s): executor.submit(split_images, refs[t], *cal[t], cfg.seed, s) for t in targets for s in (False, True)
     }
     rng = np.random.default_rng(cfg.seed + 1)
     out = []
@@ -270,9 +262,7 @@ def run_evaluation(
     refs = refs or {d.name: executor.scatter(d) for d in datasets}
     clf = GoogLeNetClassifier(cfg.weights, cfg.mode, cfg.head_epochs, cfg.finetune_epochs, cfg.seed)
     combos = cfg.combinations if cfg.combinations is not None else default_combinations(list(by_name))
-    task = (
-        progress.add_task("experiments", total=len(datasets) * cfg.folds + len(combos)) if progress else None
-    )
+    task = progress.add_task("experiments", total=len(datasets) * cfg.folds + len(combos)) if progress else None
 
     def advance():
         if progress:

@@ -46,9 +46,7 @@ class ImageSet:
         ]
 
 
-def _split_halves(
-    idx: np.ndarray, labels: np.ndarray, seed: int, k: int = 2
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def _split_halves(idx: np.ndarray, labels: np.ndarray, seed: int, k: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fit, apply) index pairs so every trial of ``idx`` is applied exactly once."""
     n_splits = min(k, int(np.bincount(labels[idx], minlength=2).min()) if len(idx) else 0)
     if n_splits < 2:
@@ -73,15 +71,11 @@ def crossfitted_images(
     return ImageSet(trials=idx, images=images, ps_fit=ps_fit, groups=groups, baseline_fit=baseline_fit)
 
 
-def scored_images(
-    R: np.ndarray, ds: AnimalDataset, fit: np.ndarray, scored: np.ndarray
-) -> tuple[ImageSet, np.ndarray]:
+def scored_images(R: np.ndarray, ds: AnimalDataset, fit: np.ndarray, scored: np.ndarray) -> tuple[ImageSet, np.ndarray]:
     """Images of ``scored`` trials with one PS fit on ``fit``; also returns that PS."""
     ps = preferred_stimuli_from_conditions(R[fit], ds.condition[fit], ds.stack)
     imgs = neural_images(R[scored], ps)
-    return ImageSet(
-        trials=scored, images=imgs, ps_fit=[fit], groups=[np.arange(len(scored))], baseline_fit=fit
-    ), ps
+    return ImageSet(trials=scored, images=imgs, ps_fit=[fit], groups=[np.arange(len(scored))], baseline_fit=fit), ps
 
 
 @dataclass

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from rtdecode.errors import RtdecodeError
+
 WEIGHTS_FILE = "googlenet-1378be20.pth"
 WEIGHTS_SHA256_PREFIX = "1378be20"
 FEATURE_DIM = 1024
 
 
-class WeightsError(ValueError):
+class WeightsError(RtdecodeError, ValueError):
     """A weights file that is not torchvision's ImageNet GoogLeNet checkpoint."""
 
 
@@ -73,8 +75,7 @@ def build_googlenet(num_classes: int = 2, weights_path: Path | None = None, seed
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise WeightsError(
-                f"{weights_path}: not a GoogLeNet state dict (missing {missing[:3]}, "
-                f"unexpected {unexpected[:3]})"
+                f"{weights_path}: not a GoogLeNet state dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
     model.fc = torch.nn.Linear(FEATURE_DIM, num_classes)
     return model
@@ -151,7 +152,7 @@ def train_head(
         opt.step()
         if ep % max(1, epochs // 50) == 0 or ep == epochs - 1:
             curve.epoch.append(ep + 1)
-            curve.loss.append(float(loss))
+            curve.loss.append(float(loss.detach()))
             curve.train_accuracy.append(float((logits.argmax(1) == y).float().mean()))
     # Fold the standardisation into the layer so it applies to raw features.
     with torch.no_grad():
@@ -194,7 +195,7 @@ def finetune(
             loss = torch.nn.functional.cross_entropy(logits, y[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y[idx]).sum())
             n += len(idx)
         curve.epoch.append(ep + 1)

@@ -120,9 +120,7 @@ def write_allen_session_nwb(path: str | Path, data: AllenSessionData) -> Path:
 
     stim_module = nwb.create_processing_module("stimulus", "stimulus frame timestamps")
     all_starts = np.sort(
-        np.concatenate(
-            [data.natural_scenes.start_time, data.static_gratings.start_time, data.spontaneous.start_time]
-        )
+        np.concatenate([data.natural_scenes.start_time, data.static_gratings.start_time, data.spontaneous.start_time])
     )
     stim_ts = TimeSeries(
         name="timestamps",

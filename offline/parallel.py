@@ -48,9 +48,7 @@ class Executor:
             except OSError as err:
                 from rtdecode.errors import RtdecodeError
 
-                raise RtdecodeError(
-                    f"--scheduler {scheduler}: cannot reach a Dask scheduler there ({err})"
-                ) from None
+                raise RtdecodeError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there ({err})") from None
 
     @property
     def description(self) -> str:
@@ -62,6 +60,8 @@ class Executor:
 
     def submit(self, fn, *args, **kwargs):
         if self.client is None:
+            args = tuple(a.result() if isinstance(a, _Done) else a for a in args)
+            kwargs = {k: (v.result() if isinstance(v, _Done) else v) for k, v in kwargs.items()}
             return _Done(fn(*args, **kwargs))
         return self.client.submit(fn, *args, pure=False, **kwargs)
 

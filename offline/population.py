@@ -88,9 +88,7 @@ def make_population(
         phase=rng.uniform(0, 1, n_units),
         sigma_deg=np.where(kind == "untuned", sigma * 2.5, sigma),
         baseline_hz=np.exp(rng.normal(np.log(3.0), 0.6, n_units)).clip(0.3, 20),
-        peak_hz=np.where(
-            kind == "non_visual", 0.0, np.exp(rng.normal(np.log(25.0), 0.5, n_units)).clip(5, 90)
-        ),
+        peak_hz=np.where(kind == "non_visual", 0.0, np.exp(rng.normal(np.log(25.0), 0.5, n_units)).clip(5, 90)),
         latency_s=rng.uniform(0.035, 0.075, n_units),
         tau_s=rng.uniform(0.012, 0.035, n_units),
         running_gain=rng.uniform(0.2, 0.9, n_units),
@@ -252,9 +250,7 @@ def generate_spike_trains(
         sel = (onset_bin >= lo) & (onset_bin < c1)
         impulses = np.zeros((pop.n_units, c1 - lo))
         np.add.at(impulses, (slice(None), onset_bin[sel] - lo), trial_rates[:, sel])
-        evoked = np.fft.irfft(np.fft.rfft(impulses, nfft, axis=1) * prof_f, nfft, axis=1)[
-            :, plen : plen + c1 - c0
-        ]
+        evoked = np.fft.irfft(np.fft.rfft(impulses, nfft, axis=1) * prof_f, nfft, axis=1)[:, plen : plen + c1 - c0]
         t_bins = (np.arange(c0, c1) + 0.5) * dt
         gain = state_gain(pop, np.interp(t_bins, speed_t, speed))
         rate = (pop.baseline_hz[:, None] + np.maximum(evoked, 0)) * gain

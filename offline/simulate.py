@@ -114,9 +114,7 @@ def make_schedule(rng: np.random.Generator, params: SimulationParams) -> pd.Data
     120 conditions x repeats plus a blank about every 25 gratings. The experiment starts with a
     spontaneous gray period and has gray gaps between blocks."""
     cond = static_grating_conditions()
-    ns = np.concatenate(
-        [np.repeat(np.arange(N_NATURAL_SCENES), params.repeats), np.full(params.repeats, BLANK_FRAME)]
-    )
+    ns = np.concatenate([np.repeat(np.arange(N_NATURAL_SCENES), params.repeats), np.full(params.repeats, BLANK_FRAME)])
     rng.shuffle(ns)
     n_sg_blank = max(1, round(N_GRATING_CONDITIONS * params.repeats / 25))
     sg = np.concatenate([np.repeat(np.arange(N_GRATING_CONDITIONS), params.repeats), np.full(n_sg_blank, -1)])
@@ -260,9 +258,7 @@ def simulate_animal(
     # Recording
     spike_vec = _spike_vector(samples, amp_factor)
     if params.write_recording:
-        sorting = NumpySorting.from_samples_and_labels(
-            [spike_vec["sample_index"]], [spike_vec["unit_index"]], fs
-        )
+        sorting = NumpySorting.from_samples_and_labels([spike_vec["sample_index"]], [spike_vec["unit_index"]], fs)
         noise = NoiseGeneratorRecording(
             num_channels=params.channels,
             sampling_frequency=fs,
@@ -312,9 +308,7 @@ def simulate_animal(
     t0 = first_sample / fs
     log = schedule.drop(columns=["condition"]).copy()
     log.insert(0, "trial", np.arange(n_trials))
-    log.insert(
-        1, "onset_sample", first_sample + np.round(schedule.start_time.to_numpy() * fs).astype(np.int64)
-    )
+    log.insert(1, "onset_sample", first_sample + np.round(schedule.start_time.to_numpy() * fs).astype(np.int64))
     log["start_time"] = log.start_time + t0
     log["stop_time"] = log.stop_time + t0
     log.to_csv(adir / "stimulus_log.csv", index=False)
@@ -480,9 +474,7 @@ def _unit_metrics(
     )
 
 
-def _isi_violations(
-    st: np.ndarray, duration: float, isi_threshold: float = 0.0015, min_isi: float = 0.0
-) -> float:
+def _isi_violations(st: np.ndarray, duration: float, isi_threshold: float = 0.0015, min_isi: float = 0.0) -> float:
     """Hill et al. ISI violation ratio (AllenSDK ``isi_violations``)."""
     if st.size < 2:
         return 0.0

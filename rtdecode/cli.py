@@ -30,8 +30,12 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Rig configuration files (TOML).", no_args_is_help=True)
 session_app = typer.Typer(help="Allen-layout NWB session files.", no_args_is_help=True)
+bundle_app = typer.Typer(help="Decoder bundles: verify hashes, show the manifest.", no_args_is_help=True)
+engine_app = typer.Typer(help="TensorRT engines for a bundle (GPU rigs).", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(session_app, name="session")
+app.add_typer(bundle_app, name="bundle")
+app.add_typer(engine_app, name="engine")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -79,9 +83,7 @@ def simulate(
     animals: Annotated[int, typer.Option(help="number of animals")] = 1,
     channels: Annotated[int, typer.Option(help="recorded channels of a Neuropixels 1.0 (8-384)")] = 32,
     units: Annotated[int, typer.Option(help="units per animal")] = 48,
-    repeats: Annotated[
-        int, typer.Option(help="repeats of every stimulus condition (50 in the Allen data)")
-    ] = 3,
+    repeats: Annotated[int, typer.Option(help="repeats of every stimulus condition (50 in the Allen data)")] = 3,
     seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same files")] = 0,
     frame_scale: Annotated[
         float, typer.Option(help="stimulus frame size relative to the 918x1174 Allen template")
@@ -132,9 +134,7 @@ def simulate(
 @session_app.command("info")
 def session_info(
     nwb: Annotated[Path, typer.Argument(help="session NWB file (Allen Visual Coding Neuropixels layout)")],
-    area: Annotated[
-        str, typer.Option(help="brain area of the units to keep ('all' keeps every area)")
-    ] = "VISp",
+    area: Annotated[str, typer.Option(help="brain area of the units to keep ('all' keeps every area)")] = "VISp",
     no_quality_filter: Annotated[
         bool, typer.Option("--no-quality-filter", help="keep units failing the AllenSDK default metrics")
     ] = False,
@@ -163,6 +163,222 @@ def session_info(
         )
         console.print(f"presentations: {trials.groupby(['family', 'label']).size().to_dict()}")
         console.print(f"invalid 'stimulus' intervals dropped: {len(invalid)}")
+
+
+# ------------------------------------------------------------------------------------------------
+def expand_sessions(paths: list[Path]) -> list[Path]:
+    """Animal folders (with animal.json), folders of animal folders, or session .nwb files."""
+    from rtdecode.errors import NWBLayoutError
+
+    out: list[Path] = []
+    for p in paths:
+        if p.is_file() or (p / "animal.json").is_file():
+            out.append(p)
+        elif p.is_dir():
+            found = sorted(q.parent for q in p.glob("*/animal.json"))
+            if not found:
+                raise NWBLayoutError(f"{p}: no animal folders (*/animal.json) and not a session file")
+            out.extend(found)
+        else:
+            raise NWBLayoutError(f"{p}: no such session folder or file")
+    return out
+
+
+def load_sessions(executor, paths: list[Path], image_size: int, area: str, stimuli: Path | None):
+    """Submit one loading task per session; returns (datasets, refs) keyed by animal name."""
+    from rtdecode.offline.allen import UnitFilter
+    from rtdecode.offline.dataset import load_animal
+
+    f = UnitFilter(area=None if area == "all" else area)
+    futures = [executor.submit(load_animal, p, image_size, unit_filter=f, stimuli=stimuli) for p in paths]
+    datasets = [fu.result() for fu in futures]
+    names = [d.name for d in datasets]
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"sessions must have distinct animal names, got {names}")
+    return datasets, {d.name: fu for d, fu in zip(datasets, futures, strict=True)}
+
+
+@app.command()
+def evaluate(
+    sessions: Annotated[
+        list[Path], typer.Option("--sessions", help="animal folders, folders of them, or session .nwb files")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="report folder (report.md, report.json, figures)")],
+    folds: Annotated[int, typer.Option(help="within-animal folds")] = 5,
+    image_size: Annotated[int, typer.Option(help="neural image / network input size (paper: 224)")] = 224,
+    mode: Annotated[str, typer.Option(help="head (frozen ImageNet features) or finetune (all layers)")] = "head",
+    epochs: Annotated[int, typer.Option(help="training epochs when all layers are trained")] = 10,
+    weights: Annotated[
+        Path | None, typer.Option(help="torchvision ImageNet GoogLeNet checkpoint (googlenet-1378be20.pth)")
+    ] = None,
+    combination: Annotated[
+        list[str] | None,
+        typer.Option("--combination", help="across-animal TRAIN[,TRAIN]:TARGET (repeatable)"),
+    ] = None,
+    calibration_fraction: Annotated[float, typer.Option(help="target trials that fit its PS and baseline")] = 0.5,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    area: Annotated[str, typer.Option(help="brain area of the units ('all' = every area)")] = "VISp",
+    stimuli: Annotated[Path | None, typer.Option(help="natural-scene templates for bare .nwb sessions")] = None,
+    scheduler: Annotated[
+        str, typer.Option(help="'local' (Dask LocalCluster), a scheduler address, or 'none' (in-process)")
+    ] = "local",
+) -> None:
+    """Run the paper's experiments without leakage and write a report with figures."""
+    from rtdecode.offline.evaluate import EvaluationConfig, parse_combination, run_evaluation
+    from rtdecode.offline.parallel import Executor
+    from rtdecode.offline.report import reading, write_report
+
+    try:
+        combos = [parse_combination(c) for c in combination] if combination else None
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    cfg = EvaluationConfig(
+        folds=folds,
+        image_size=image_size,
+        mode=mode,
+        finetune_epochs=epochs,
+        seed=seed,
+        calibration_fraction=calibration_fraction,
+        combinations=combos,
+        weights=str(weights) if weights else None,
+    )
+    paths = expand_sessions(sessions)
+    with Executor(scheduler) as executor:
+        console.print(f"{len(paths)} session(s); per-session work on {executor.description}")
+        datasets, refs = load_sessions(executor, paths, image_size, area, stimuli)
+        for d in datasets:
+            console.print(f"  {d.name}: {d.n_trials} trials ({int(d.labels.sum())} natural), {d.n_units} units")
+        try:
+            cfg.validate(len(datasets))
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+        with progress_bar() as progress:
+            report = run_evaluation(datasets, cfg, executor, progress, refs=refs)
+    console.print(f"classifier: {report['classifier']}")
+    path = write_report(report, {d.name: d for d in datasets}, out)
+    for line in reading(report):
+        console.print(f"- {line}")
+    console.print(f"report: {path}")
+
+
+# ------------------------------------------------------------------------------------------------
+@app.command()
+def build(
+    train: Annotated[list[Path], typer.Option("--train", help="training sessions (animal folders or folders of them)")],
+    target: Annotated[Path, typer.Option("--target", help="the rig animal's folder (recording + stimulus log)")],
+    out: Annotated[Path, typer.Option("--out", help="bundle directory to create")],
+    templates: Annotated[
+        str, typer.Option(help="kilosort4 (sort the recording) or ground-truth (simulator)")
+    ] = "kilosort4",
+    image_size: Annotated[int, typer.Option(help="neural image / network input size (paper: 224)")] = 224,
+    mode: Annotated[str, typer.Option(help="head (frozen ImageNet features) or finetune (all layers)")] = "head",
+    epochs: Annotated[int, typer.Option(help="training epochs when all layers are trained")] = 10,
+    weights: Annotated[Path | None, typer.Option(help="torchvision ImageNet GoogLeNet checkpoint")] = None,
+    calibration_fraction: Annotated[float, typer.Option(help="target trials that fit its PS and baseline")] = 0.5,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    area: Annotated[str, typer.Option(help="brain area of the training units ('all' = every area)")] = "VISp",
+    scheduler: Annotated[str, typer.Option(help="'local' (Dask LocalCluster), an address, or 'none'")] = "local",
+    overwrite: Annotated[bool, typer.Option(help="replace an existing bundle at --out")] = False,
+) -> None:
+    """Build a decoder bundle: train on sessions, calibrate on the target, export ONNX, write atomically."""
+    import tempfile
+
+    from rtdecode.offline.build import BuildConfig, build_bundle
+    from rtdecode.offline.parallel import Executor
+
+    if templates not in ("kilosort4", "ground-truth"):
+        raise typer.BadParameter(f"--templates {templates!r}: expected kilosort4 or ground-truth")
+    if not (target / "animal.json").is_file():
+        raise typer.BadParameter(f"--target {target}: expected an animal folder with animal.json")
+    cfg = BuildConfig(
+        templates=templates,
+        image_size=image_size,
+        mode=mode,
+        epochs=epochs,
+        weights=str(weights) if weights else None,
+        seed=seed,
+        calibration_fraction=calibration_fraction,
+    )
+    paths = [p for p in expand_sessions(train) if p.resolve() != target.resolve()]
+    if not paths:
+        raise typer.BadParameter("no training sessions other than the target")
+    with Executor(scheduler) as executor, tempfile.TemporaryDirectory(prefix="rtdecode-build-") as work:
+        console.print(f"{len(paths)} training session(s); per-session work on {executor.description}")
+        datasets, refs = load_sessions(executor, paths, image_size, area, None)
+        with progress_bar() as progress:
+            build_bundle(
+                datasets,
+                refs,
+                target,
+                out,
+                cfg,
+                executor,
+                Path(work),
+                progress=progress,
+                log=console.print,
+                overwrite=overwrite,
+            )
+
+
+@bundle_app.command("verify")
+def bundle_verify(bundle: Annotated[Path, typer.Argument(help="bundle directory")]) -> None:
+    """Check the manifest and the sha256 of every file; exit 2 naming the first bad file."""
+    from rtdecode.bundle import Bundle
+
+    b = Bundle.load(bundle, verify=True)
+    console.print(
+        f"[green]ok[/green]: {bundle}: {len(b.manifest['files'])} files verified, {b.n_units} units, "
+        f"{b.manifest['channel_count']} channels at {b.manifest['sample_rate']:g} Hz"
+    )
+
+
+@bundle_app.command("info")
+def bundle_info(
+    bundle: Annotated[Path, typer.Argument(help="bundle directory")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole manifest as JSON")] = False,
+) -> None:
+    """Print a bundle's manifest (provenance, stream facts, windows, model, held-out accuracy)."""
+    from rtdecode.bundle import read_manifest, summary
+
+    manifest = read_manifest(bundle)
+    if as_json:
+        print(json.dumps(manifest, indent=2))
+        return
+    for key, value in summary(manifest).items():
+        if isinstance(value, dict):
+            console.print(f"[bold]{key}[/bold]:")
+            for k, v in value.items():
+                console.print(f"  {k}: {v}")
+        else:
+            console.print(f"[bold]{key}[/bold]: {value}")
+
+
+@engine_app.command("build")
+def engine_build(
+    bundle: Annotated[Path, typer.Argument(help="bundle directory")],
+    precision: Annotated[str, typer.Option(help="fp32 or fp16")] = "fp32",
+    cache_dir: Annotated[Path | None, typer.Option(help="engine cache (default: <bundle>.engines next to it)")] = None,
+) -> None:
+    """Build and cache a TensorRT engine for this GPU from the bundle's model.onnx."""
+    from rtdecode.bundle import verify_bundle
+    from rtdecode.inference.base import BackendUnavailable
+    from rtdecode.inference.select import default_engine_cache, tensorrt_available
+
+    verify_bundle(bundle)
+    reason = tensorrt_available()
+    if reason is not None:
+        print(f"error: cannot build a TensorRT engine here: {reason}", file=sys.stderr)
+        raise typer.Exit(2)
+    from rtdecode.inference.tensorrt_backend import cached_engine
+
+    try:
+        path, key = cached_engine(
+            bundle / "model.onnx", cache_dir or default_engine_cache(bundle), precision, log=console.print
+        )
+    except (BackendUnavailable, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    console.print(f"engine: {path} ({key.gpu_name}, TensorRT {key.tensorrt_version}, {key.precision})")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -46,9 +46,7 @@ class StreamConfig(_Strict):
 
     host: str = Field("127.0.0.1", description="host running the GUI (or `rtdecode replay`)")
     data_port: Port = Field(description="ZMQ Interface data (PUB) port; plugin default 5556")
-    heartbeat_port: Port = Field(
-        description="ZMQ Interface heartbeat (REP) port; the plugin binds data_port + 1"
-    )
+    heartbeat_port: Port = Field(description="ZMQ Interface heartbeat (REP) port; the plugin binds data_port + 1")
     stream_name: str = Field(min_length=1, description="name of the GUI stream, e.g. ProbeA-AP")
     channel_count: int = Field(gt=0, le=4096, description="channels sent by the plugin")
     sample_rate: float = Field(gt=0, le=1_000_000, description="stream sample rate in Hz")
@@ -115,9 +113,7 @@ class ModelConfig(_Strict):
     )
     intra_op_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime / torch threads")
     precision: Literal["fp32", "fp16"] = "fp32"
-    engine_cache_dir: Path | None = Field(
-        None, description="TensorRT engine cache; default next to the bundle"
-    )
+    engine_cache_dir: Path | None = Field(None, description="TensorRT engine cache; default next to the bundle")
 
 
 class NetworkEventsConfig(_Strict):

@@ -67,9 +67,7 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
     )
     with progress:
         folders = simulate(params, out, progress=progress)
-    console.print(
-        "2. Reading every file back (Allen NWB reader, open-ephys-python-tools, SpikeInterface) ..."
-    )
+    console.print("2. Reading every file back (Allen NWB reader, open-ephys-python-tools, SpikeInterface) ...")
     table = Table(title="simulated animals, read back")
     rows = [check_animal(f) for f in folders]
     for col in rows[0]:

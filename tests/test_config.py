@@ -93,17 +93,13 @@ def test_missing_section_is_named():
 
 
 def test_remote_bind_allowed_when_explicit():
-    cfg = parse_rig_config(
-        _with("outputs", {**VALID["outputs"], "bind_host": "0.0.0.0", "allow_remote": True})
-    )
+    cfg = parse_rig_config(_with("outputs", {**VALID["outputs"], "bind_host": "0.0.0.0", "allow_remote": True}))
     assert cfg.outputs.bind_host == "0.0.0.0"
 
 
 def test_network_events_port_collision():
     data = _with("outputs.network_events", {"port": 5556, "ttl_line": 1})
-    with pytest.raises(
-        ConfigError, match="outputs.network_events.port = 5556 collides with stream.data_port"
-    ):
+    with pytest.raises(ConfigError, match="outputs.network_events.port = 5556 collides with stream.data_port"):
         parse_rig_config(data)
 
 
@@ -126,9 +122,7 @@ def test_cli_config_check_bad_file_has_no_traceback(tmp_path):
 
     p = tmp_path / "bad.toml"
     p.write_text('name = "x"\n[stream]\ndata_port = 1\n')
-    proc = subprocess.run(
-        [sys.executable, "-m", "rtdecode", "config", "check", str(p)], capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, "-m", "rtdecode", "config", "check", str(p)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "stream.data_port = 1: Input should be greater than or equal to 1024" in proc.stderr

@@ -29,9 +29,7 @@ def _responses(folder):
         trials = s.trials()
         trains = [seconds_to_samples(st, FS) for _, st in s.iter_spike_times(units.id)]
     win = window_samples((30, 280), FS)
-    R = rates_hz(
-        SpikeIndex.from_trains(trains).counts(seconds_to_samples(trials.start_time, FS), win), win, FS
-    )
+    R = rates_hz(SpikeIndex.from_trains(trains).counts(seconds_to_samples(trials.start_time, FS), win), win, FS)
     geo = json.loads((folder / "stimuli" / "stimuli.json").read_text())["frame"]
     frame = AllenFrame(height=geo["height"], width=geo["width"])
     scenes = np.load(folder / "stimuli" / "natural_scenes.npy")

@@ -79,15 +79,11 @@ def test_spikes_are_in_the_voltage(small_animal):
     ch = int(units.peak_channel_index[u])
     nbefore = int(units.template_nbefore[u])
     st = spikes["sample_index"][spikes["unit_index"] == u][:200]
-    traces = rec.get_traces(start_frame=0, end_frame=int(st.max()) + 200, return_in_uV=True)[:, ch].astype(
-        float
-    )
+    traces = rec.get_traces(start_frame=0, end_frame=int(st.max()) + 200, return_in_uV=True)[:, ch].astype(float)
     snippets = np.stack([traces[s - nbefore : s - nbefore + templates.shape[1]] for s in st])
     avg = snippets.mean(0) - np.median(traces)
     corr = np.corrcoef(avg, templates[u, :, ch])[0, 1]
-    print(
-        f"unit {u}: snr {units.snr[u]:.1f}, correlation of spike-triggered average with template {corr:.3f}"
-    )
+    print(f"unit {u}: snr {units.snr[u]:.1f}, correlation of spike-triggered average with template {corr:.3f}")
     assert corr > 0.95
 
 
@@ -152,9 +148,7 @@ def test_nwb_read_by_our_reader(small_animal):
         uid = int(units.id[0])
         row = int(gt.index[gt.unit_id == uid][0])
         st = s.spike_times(uid)
-        gt_st = (spikes["sample_index"][spikes["unit_index"] == row] + m["first_sample_number"]) / m[
-            "sample_rate"
-        ]
+        gt_st = (spikes["sample_index"][spikes["unit_index"] == row] + m["first_sample_number"]) / m["sample_rate"]
         np.testing.assert_allclose(st, gt_st)
         trials = s.trials()
         assert set(trials.label) == {"natural", "artificial"}

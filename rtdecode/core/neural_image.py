@@ -46,9 +46,7 @@ def condition_sums(R: np.ndarray, condition: np.ndarray, n_conditions: int) -> n
     if condition.shape[0] != R.shape[0]:
         raise ValueError(f"R has {R.shape[0]} trials, condition has {condition.shape[0]}")
     if condition.size and (condition.min() < 0 or condition.max() >= n_conditions):
-        raise ValueError(
-            f"condition indices must be in [0, {n_conditions}), got {condition.min()}..{condition.max()}"
-        )
+        raise ValueError(f"condition indices must be in [0, {n_conditions}), got {condition.min()}..{condition.max()}")
     A = np.zeros((n_conditions, R.shape[1]), dtype=np.float64)
     np.add.at(A, condition, R)
     return A.astype(np.float32)
@@ -64,9 +62,7 @@ def preferred_stimuli_from_conditions(
     return preferred_stimuli(A, stack2, chunk_pixels)
 
 
-def neural_images(
-    R: np.ndarray, PS: np.ndarray, chunk_trials: int = 1024, out: np.ndarray | None = None
-) -> np.ndarray:
+def neural_images(R: np.ndarray, PS: np.ndarray, chunk_trials: int = 1024, out: np.ndarray | None = None) -> np.ndarray:
     """``I = R PS`` (trials x pixels, float32), chunked over trials; writes into ``out`` if given."""
     R = np.asarray(R, dtype=np.float32)
     PS2 = _as_2d(PS).astype(np.float32, copy=False)

@@ -47,11 +47,7 @@ class SpikeIndex:
         """From one int sample array per unit (any order within a unit)."""
         n_units = len(trains)
         lengths = np.array([len(t) for t in trains], dtype=np.int64)
-        flat = (
-            np.concatenate([np.asarray(t, dtype=np.int64) for t in trains])
-            if n_units
-            else np.empty(0, np.int64)
-        )
+        flat = np.concatenate([np.asarray(t, dtype=np.int64) for t in trains]) if n_units else np.empty(0, np.int64)
         units = np.repeat(np.arange(n_units, dtype=np.int64), lengths)
         return cls.from_spikes(flat, units, n_units)
 

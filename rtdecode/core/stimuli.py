@@ -96,8 +96,7 @@ def render_static_gratings(
     con = np.broadcast_to(np.asarray(contrast, dtype=np.float64), ori.shape)
     if not (ori.shape == sf.shape == ph.shape):
         raise ValueError(
-            f"orientation, spatial frequency and phase must have one shape, got "
-            f"{ori.shape}, {sf.shape}, {ph.shape}"
+            f"orientation, spatial frequency and phase must have one shape, got {ori.shape}, {sf.shape}, {ph.shape}"
         )
     blank = ~(np.isfinite(ori) & np.isfinite(sf))
     x, y = frame.degree_grid()

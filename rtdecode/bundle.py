@@ -1,0 +1,248 @@
+"""The decoder bundle (DESIGN section 4): write atomically, verify every hash, load, check fit.
+
+A bundle is a directory, read-only once written::
+
+    manifest.json            schema version, provenance, stream facts, windows, classes, image size,
+                             normalisation, units, and the sha256 of every other file
+    templates.npz            unit_ids, templates (uV, daemon preprocessing), nbefore, sparsity, noise_levels
+    baseline.npz             unit_ids, mean, std (Hz) of the baseline window, fit on calibration trials
+    preferred_stimuli.npy    (units, H, W) float32
+    model.onnx               static (1, 3, H, W) -> (1, 2) logits
+    model.pt                 the same network's torch state dict (reference backend)
+    report.json              how it was built and how well it did on held-out trials
+
+It is written into a temporary sibling directory and renamed into place, so a reader never sees a
+half-written bundle. A TensorRT engine is never inside it: engines are cached next to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtdecode.errors import RtdecodeError
+
+SCHEMA_VERSION = 1
+REQUIRED_FILES = ("templates.npz", "baseline.npz", "preferred_stimuli.npy", "model.onnx", "report.json")
+CLASS_NAMES = ("artificial", "natural")
+
+
+class BundleError(RtdecodeError):
+    """A bundle that is missing, corrupted, or does not fit the rig."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def write_bundle(out: str | Path, manifest: dict[str, Any], files: dict[str, bytes], overwrite: bool = False) -> Path:
+    """Write ``files`` (name -> bytes) and ``manifest`` (hashes added) atomically to ``out``."""
+    out = Path(out)
+    missing = [f for f in REQUIRED_FILES if f not in files]
+    if missing:
+        raise BundleError(f"refusing to write an incomplete bundle: missing {', '.join(missing)}")
+    if out.exists() and not overwrite:
+        raise BundleError(f"{out} exists; choose another --out or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        hashes = {}
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+            hashes[name] = sha256_bytes(data)
+        full = {
+            "schema_version": SCHEMA_VERSION,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **manifest,
+            "files": hashes,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(full, indent=2))
+        for p in tmp.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+            p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            _rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        _rmtree(tmp)
+        raise
+    return out
+
+
+def _rmtree(path: Path) -> None:
+    if not path.exists():
+        return
+    for p in path.rglob("*"):
+        p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    shutil.rmtree(path)
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    mf = path / "manifest.json"
+    if not path.is_dir():
+        raise BundleError(f"{path}: no such bundle directory")
+    if not mf.is_file():
+        raise BundleError(f"{path}: manifest.json is missing; not a decoder bundle")
+    try:
+        manifest = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{mf}: not valid JSON ({err})") from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(
+            f"{mf}: schema_version {manifest.get('schema_version')!r}, this rtdecode reads {SCHEMA_VERSION}"
+        )
+    return manifest
+
+
+def verify_bundle(path: str | Path) -> dict:
+    """Check the manifest and every file's sha256; raise :class:`BundleError` naming the first bad file."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    hashes = manifest.get("files")
+    if not isinstance(hashes, dict):
+        raise BundleError(f"{path}/manifest.json: no 'files' table of sha256 hashes")
+    missing = [f for f in REQUIRED_FILES if f not in hashes]
+    if missing:
+        raise BundleError(f"{path}/manifest.json: lists no hash for {', '.join(missing)}")
+    for name, want in hashes.items():
+        p = path / name
+        if not p.is_file():
+            raise BundleError(f"{path}: {name} is listed in the manifest but missing")
+        got = sha256_file(p)
+        if got != want:
+            raise BundleError(f"{path}: {name} is corrupted: sha256 {got[:16]}... but the manifest says {want[:16]}...")
+    extra = sorted(p.name for p in path.iterdir() if p.name not in hashes and p.name != "manifest.json")
+    if extra:
+        raise BundleError(f"{path}: files not in the manifest: {', '.join(extra)}")
+    return manifest
+
+
+@dataclass
+class Bundle:
+    """A verified bundle in memory (what the daemon needs)."""
+
+    path: Path
+    manifest: dict
+    unit_ids: np.ndarray
+    templates: np.ndarray
+    nbefore: int
+    sparsity: np.ndarray
+    noise_levels: np.ndarray
+    baseline_mean: np.ndarray
+    baseline_std: np.ndarray
+    preferred_stimuli: np.ndarray  # (units, H*W) float32
+
+    @property
+    def n_units(self) -> int:
+        return len(self.unit_ids)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / "model.onnx"
+
+    @classmethod
+    def load(cls, path: str | Path, verify: bool = True) -> Bundle:
+        path = Path(path)
+        manifest = verify_bundle(path) if verify else read_manifest(path)
+        with np.load(path / "templates.npz") as t, np.load(path / "baseline.npz") as b:
+            ps = np.load(path / "preferred_stimuli.npy")
+            bundle = cls(
+                path=path,
+                manifest=manifest,
+                unit_ids=t["unit_ids"],
+                templates=t["templates"],
+                nbefore=int(t["nbefore"]),
+                sparsity=t["sparsity"],
+                noise_levels=t["noise_levels"],
+                baseline_mean=b["mean"],
+                baseline_std=b["std"],
+                preferred_stimuli=ps.reshape(len(ps), -1).astype(np.float32),
+            )
+        bundle._check_consistent()
+        return bundle
+
+    def _check_consistent(self) -> None:
+        n = self.n_units
+        for name, m in (
+            ("templates", len(self.templates)),
+            ("baseline", len(self.baseline_mean)),
+            ("preferred_stimuli", len(self.preferred_stimuli)),
+            ("manifest n_units", self.manifest.get("n_units")),
+        ):
+            if m != n:
+                raise BundleError(f"{self.path}: {name} has {m} units but templates.npz lists {n} unit ids")
+        if self.templates.shape[2] != self.manifest["channel_count"]:
+            raise BundleError(
+                f"{self.path}: templates have {self.templates.shape[2]} channels, manifest says "
+                f"{self.manifest['channel_count']}"
+            )
+
+    def check_stream(self, channel_count: int, sample_rate: float, source: str = "rig config") -> None:
+        """Refuse a stream whose channel count or sample rate differs from the bundle's."""
+        problems = []
+        if int(channel_count) != int(self.manifest["channel_count"]):
+            problems.append(f"channel count: bundle {self.manifest['channel_count']}, {source} {channel_count}")
+        if abs(float(sample_rate) - float(self.manifest["sample_rate"])) > 1e-6:
+            problems.append(f"sample rate: bundle {self.manifest['sample_rate']} Hz, {source} {sample_rate} Hz")
+        if problems:
+            raise BundleError(f"{self.path} does not fit the {source}: " + "; ".join(problems))
+
+
+def summary(manifest: dict) -> dict:
+    """The parts of a manifest a person wants to see (for ``rtdecode bundle info``)."""
+    keys = (
+        "schema_version",
+        "created_at",
+        "target",
+        "train_sessions",
+        "templates_method",
+        "n_units",
+        "channel_count",
+        "sample_rate",
+        "image_size",
+        "windows",
+        "class_names",
+        "normalisation",
+        "classifier",
+        "heldout_accuracy",
+        "versions",
+    )
+    return {k: manifest[k] for k in keys if k in manifest} | {"files": manifest.get("files", {})}

@@ -1,0 +1,43 @@
+"""torch eager backend: the reference the exported graph is checked against."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtdecode.inference.base import WarmupMixin
+
+
+class TorchBackend(WarmupMixin):
+    name = "torch"
+
+    def __init__(self, model, input_shape: tuple[int, ...], threads: int = 1) -> None:
+        import torch
+
+        torch.set_num_threads(int(threads))
+        self.torch = torch
+        self.model = model.eval()
+        self.input_shape = tuple(input_shape)
+
+    @classmethod
+    def from_bundle(cls, bundle_dir, threads: int = 1) -> TorchBackend:
+        """The bundle's network (``model.pt`` state dict) in torch eager."""
+        import json
+        from pathlib import Path
+
+        import torch
+
+        from rtdecode.offline.model import build_googlenet
+
+        bundle_dir = Path(bundle_dir)
+        size = json.loads((bundle_dir / "manifest.json").read_text())["image_size"]
+        model = build_googlenet(2)
+        model.load_state_dict(torch.load(bundle_dir / "model.pt", map_location="cpu", weights_only=True))
+        return cls(model, (1, 3, size, size), threads)
+
+    @property
+    def device(self) -> str:
+        return f"torch {self.torch.__version__} cpu ({self.torch.get_num_threads()} threads)"
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model(self.torch.from_numpy(x)).numpy()
