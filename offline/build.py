@@ -167,6 +167,7 @@ def build_bundle(
         "n_units": int(len(sorted_units.unit_ids)),
         "unit_ids": sorted_units.unit_ids.tolist(),
         "classifier": clf.description,
+        "architecture": clf.architecture,
         "heldout_accuracy": acc,
         "calibration": {"fraction": cfg.calibration_fraction, "seed": cfg.seed, "n_trials": int(len(cal))},
         "versions": versions(),

@@ -62,23 +62,81 @@ def find_weights(weights: str | Path | None) -> Path | None:
     return path
 
 
-def build_googlenet(num_classes: int = 2, weights_path: Path | None = None, seed: int = 0):
-    """A torchvision GoogLeNet (no auxiliary heads, no input transform) with a ``num_classes`` fc."""
+#: GoogLeNet's layers in forward order, and the channels of the taps a head can read.
+LAYERS = (
+    "conv1",
+    "maxpool1",
+    "conv2",
+    "conv3",
+    "maxpool2",
+    "inception3a",
+    "inception3b",
+    "maxpool3",
+    "inception4a",
+    "inception4b",
+    "inception4c",
+    "inception4d",
+    "inception4e",
+    "maxpool4",
+    "inception5a",
+    "inception5b",
+)
+TAP_CHANNELS = {"inception3b": 480, "inception4e": 832, "inception5b": 1024}
+
+
+def _make_net_class():
+    import torch
+
+    class DecoderNet(torch.nn.Module):
+        """torchvision GoogLeNet with a 2-class head on either the global-pooled 1024-d features
+        (``tap=None``, the paper's transfer learning) or an intermediate inception block pooled to a
+        ``grid x grid`` map (``tap='inception3b'``), which keeps where things are in the image."""
+
+        def __init__(self, base, tap: str | None = None, grid: int = 6, num_classes: int = 2) -> None:
+            super().__init__()
+            if tap is not None and tap not in TAP_CHANNELS:
+                raise ValueError(f"tap must be one of {sorted(TAP_CHANNELS)} or None, got {tap!r}")
+            self.base = base
+            self.base.fc = torch.nn.Identity()
+            self.tap = tap
+            self.grid = grid
+            self.pool = torch.nn.AdaptiveAvgPool2d(grid) if tap else torch.nn.Identity()
+            self.embed_dim = TAP_CHANNELS[tap] * grid * grid if tap else FEATURE_DIM
+            self.fc = torch.nn.Linear(self.embed_dim, num_classes)
+
+        def embed(self, x):
+            if self.tap is None:
+                return self.base(x)
+            for name in LAYERS:
+                x = getattr(self.base, name)(x)
+                if name == self.tap:
+                    break
+            return torch.flatten(self.pool(x), 1)
+
+        def forward(self, x):
+            return self.fc(self.embed(x))
+
+    return DecoderNet
+
+
+def build_googlenet(
+    num_classes: int = 2, weights_path: Path | None = None, seed: int = 0, tap: str | None = None, grid: int = 6
+):
+    """A torchvision GoogLeNet (no auxiliary heads, no input transform) inside a ``DecoderNet``."""
     import torch
     from torchvision.models import GoogLeNet
 
     torch.manual_seed(seed)
-    model = GoogLeNet(num_classes=1000, aux_logits=False, transform_input=False, init_weights=True)
+    base = GoogLeNet(num_classes=1000, aux_logits=False, transform_input=False, init_weights=True)
     if weights_path is not None:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = base.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise WeightsError(
                 f"{weights_path}: not a GoogLeNet state dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
-    model.fc = torch.nn.Linear(FEATURE_DIM, num_classes)
-    return model
+    return _make_net_class()(base, tap=tap, grid=grid, num_classes=num_classes)
 
 
 def calibrate_batchnorm(model, images: np.ndarray, batch: int = 32, passes: int = 2) -> None:
@@ -98,19 +156,14 @@ def calibrate_batchnorm(model, images: np.ndarray, batch: int = 32, passes: int 
 
 
 def features(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Frozen 1024-d features (n, 1024) of ``images`` (n, 3, H, W)."""
+    """Frozen head-input features (n, model.embed_dim) of ``images`` (n, 3, H, W)."""
     import torch
 
-    fc = model.fc
-    model.fc = torch.nn.Identity()
     model.eval()
-    out = np.empty((len(images), FEATURE_DIM), dtype=np.float32)
-    try:
-        with torch.inference_mode():
-            for b0 in range(0, len(images), batch):
-                out[b0 : b0 + batch] = model(torch.from_numpy(images[b0 : b0 + batch])).numpy()
-    finally:
-        model.fc = fc
+    out = np.empty((len(images), model.embed_dim), dtype=np.float32)
+    with torch.inference_mode():
+        for b0 in range(0, len(images), batch):
+            out[b0 : b0 + batch] = model.embed(torch.from_numpy(images[b0 : b0 + batch])).numpy()
     return out
 
 
@@ -217,3 +270,48 @@ def predict_proba(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
         for b0 in range(0, len(images), batch):
             out[b0 : b0 + batch] = torch.softmax(model(torch.from_numpy(images[b0 : b0 + batch])), 1).numpy()
     return out
+
+
+def synthetic_blends(
+    stack: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Neural-image-like training samples made from stimuli only (no neural data).
+
+    A neural image is a response-similarity-weighted sum of stimuli, ``I_t = sum_t' K(t, t') S_t'``,
+    so a trial's image is roughly a positive blend of stimuli of its own class minus a blend of the
+    other class. Each sample here is exactly that, with random weights, blend sizes, contrast
+    between the two parts, overall scale and noise. Returns (n, H*W) float32 and labels."""
+    stack2 = stack.reshape(len(stack), -1).astype(np.float32)
+    by_class = [np.flatnonzero(labels == c) for c in (0, 1)]
+    y = rng.integers(0, 2, n)
+    out = np.empty((n, stack2.shape[1]), dtype=np.float32)
+    for i in range(n):  # n small blends of a few images each; a generator, not a hot path
+        own, other = by_class[y[i]], by_class[1 - y[i]]
+        k_own, k_other = rng.integers(2, 12), rng.integers(1, 12)
+        w_own = rng.dirichlet(np.ones(k_own))
+        w_other = rng.dirichlet(np.ones(k_other)) * rng.uniform(0.0, 0.8)
+        img = w_own @ stack2[rng.choice(own, k_own)] - w_other @ stack2[rng.choice(other, k_other)]
+        img += rng.normal(0, rng.uniform(0.0, 0.3) * (img.std() + 1e-6), img.shape)
+        out[i] = img * np.exp(rng.normal(0, 0.5))
+    return out, y
+
+
+def pretrain_on_stimuli(
+    model,
+    stack: np.ndarray,
+    stack_labels: np.ndarray,
+    image_size: int,
+    n_samples: int = 3000,
+    epochs: int = 4,
+    seed: int = 0,
+    lr: float = 1e-3,
+) -> TrainingCurve:
+    """Substitute for ImageNet pretraining when no weights are available: train the whole network
+    to tell blends of natural scenes from blends of gratings (``synthetic_blends``)."""
+    from rtdecode.core.model_input import ImageNormalisation
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x57]))
+    x, y = synthetic_blends(stack, stack_labels, n_samples, rng)
+    norm = ImageNormalisation.fit(x, image_size)
+    calibrate_batchnorm(model, norm.to_model_input(x[:256]))
+    return finetune(model, norm.to_model_input(x), y, epochs=epochs, lr=lr, batch=32, seed=seed)

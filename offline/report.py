@@ -205,14 +205,15 @@ def reading(report: dict) -> list[str]:
     )
     if not report["pretrained_weights"]:
         lines.append(
-            "No ImageNet weights were available, so GoogLeNet was trained from random initialisation; "
-            "with the paper's pretrained features and Allen-size sessions (~12,000 trials) expect more."
+            "No ImageNet weights were available: GoogLeNet's features are its BatchNorm-calibrated random "
+            "initialisation (read at inception3b) with a trained linear head. With the paper's pretrained "
+            "features and Allen-size sessions (~12,000 trials) expect more."
         )
     if g < glm - 0.05:
         lines.append(
-            "Here the linear GLM beats the network: with few trials per animal a network trained from "
-            "scratch has too little data; the neural images carry the information (a linear read-out of "
-            "them can match the GLM) but the network does not extract it all."
+            "Here the GLM on R beats the network on neural images: the images carry the information (they are "
+            "a linear map of R), but with few trials per animal and no pretrained features the network does "
+            "not extract all of it."
         )
     return lines
 

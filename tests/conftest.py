@@ -59,3 +59,27 @@ def realism_animal(tmp_path_factory) -> Path:
 
 def manifest(folder: Path) -> dict:
     return json.loads((folder / "animal.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def three_animals(tmp_path_factory) -> list[Path]:
+    """Three small animals with recordings (16 channels, 24 units, 1 repeat)."""
+    out = tmp_path_factory.mktemp("sim_three")
+    params = SimulationParams(animals=3, channels=16, units=24, repeats=1, seed=2)
+    return simulate(params, out)
+
+
+@pytest.fixture(scope="session")
+def bundle(three_animals, tmp_path_factory) -> Path:
+    """A decoder bundle built on M0, M1 for target M2 (ground-truth templates, tiny network input)."""
+    from rtdecode.offline.build import BuildConfig, build_bundle
+    from rtdecode.offline.dataset import load_animal
+    from rtdecode.offline.parallel import Executor
+
+    out = tmp_path_factory.mktemp("bundles") / "M2.bundle"
+    work = tmp_path_factory.mktemp("build_work")
+    cfg = BuildConfig(templates="ground-truth", image_size=32, epochs=2, seed=0)
+    with Executor("none") as ex:
+        train = [load_animal(p, cfg.image_size) for p in three_animals[:2]]
+        build_bundle(train, {d.name: d for d in train}, three_animals[2], out, cfg, ex, work, log=lambda *a: None)
+    return out

@@ -29,8 +29,10 @@ class TorchBackend(WarmupMixin):
         from rtdecode.offline.model import build_googlenet
 
         bundle_dir = Path(bundle_dir)
-        size = json.loads((bundle_dir / "manifest.json").read_text())["image_size"]
-        model = build_googlenet(2)
+        manifest = json.loads((bundle_dir / "manifest.json").read_text())
+        size = manifest["image_size"]
+        arch = manifest.get("architecture", {})
+        model = build_googlenet(2, tap=arch.get("tap"), grid=arch.get("grid", 6))
         model.load_state_dict(torch.load(bundle_dir / "model.pt", map_location="cpu", weights_only=True))
         return cls(model, (1, 3, size, size), threads)
 

@@ -1,0 +1,127 @@
+"""Decoder bundles: atomic writes, hash verification, stream checks, ONNX parity, backends."""
+
+import json
+import shutil
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rtdecode.bundle import Bundle, BundleError, read_manifest, verify_bundle, write_bundle
+from rtdecode.inference.select import make_backend
+
+
+def _writable_copy(bundle, tmp_path):
+    dst = tmp_path / "copy.bundle"
+    shutil.copytree(bundle, dst)
+    for p in dst.iterdir():
+        p.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    return dst
+
+
+def test_fresh_bundle_verifies_and_is_read_only(bundle):
+    manifest = verify_bundle(bundle)
+    names = {"templates.npz", "baseline.npz", "preferred_stimuli.npy", "model.onnx", "model.pt", "report.json"}
+    assert names <= set(manifest["files"])
+    assert manifest["channel_count"] == 16 and manifest["sample_rate"] == 30000.0
+    assert manifest["image_size"] == 32 and manifest["class_names"] == ["artificial", "natural"]
+    for p in bundle.iterdir():
+        assert not p.stat().st_mode & stat.S_IWUSR, p.name
+    assert not list(bundle.parent.glob(".*tmp-*"))  # no temp dir left behind
+    b = Bundle.load(bundle)
+    assert b.templates.shape[0] == b.n_units == len(b.baseline_mean) == len(b.preferred_stimuli)
+    assert b.preferred_stimuli.shape[1] == 32 * 32
+
+
+@pytest.mark.parametrize(
+    "name", ["templates.npz", "baseline.npz", "preferred_stimuli.npy", "model.onnx", "report.json"]
+)
+def test_one_flipped_byte_is_caught_and_named(bundle, tmp_path, name):
+    b = _writable_copy(bundle, tmp_path)
+    data = bytearray((b / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (b / name).write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=f"{name} is corrupted"):
+        verify_bundle(b)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtdecode", "bundle", "verify", str(b)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and f"{name} is corrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_and_extra_files(bundle, tmp_path):
+    b = _writable_copy(bundle, tmp_path)
+    (b / "stray.txt").write_text("x")
+    with pytest.raises(BundleError, match="files not in the manifest: stray.txt"):
+        verify_bundle(b)
+    (b / "stray.txt").unlink()
+    (b / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="model.onnx is listed in the manifest but missing"):
+        verify_bundle(b)
+    with pytest.raises(BundleError, match="no such bundle"):
+        read_manifest(tmp_path / "nothing")
+
+
+def test_stream_mismatch_is_refused_naming_both_values(bundle):
+    b = Bundle.load(bundle)
+    b.check_stream(16, 30000.0)
+    with pytest.raises(BundleError, match="channel count: bundle 16, rig config 384"):
+        b.check_stream(384, 30000.0)
+    with pytest.raises(BundleError, match="sample rate: bundle 30000.0 Hz, stream 25000.0 Hz"):
+        b.check_stream(16, 25000.0, source="stream")
+
+
+def test_write_is_atomic_and_refuses_incomplete(tmp_path):
+    with pytest.raises(BundleError, match="missing"):
+        write_bundle(tmp_path / "b", {}, {"model.onnx": b"x"})
+    assert not (tmp_path / "b").exists() and not list(tmp_path.iterdir())
+    files = {
+        n: b"data" for n in ("templates.npz", "baseline.npz", "preferred_stimuli.npy", "model.onnx", "report.json")
+    }
+    write_bundle(tmp_path / "b", {"n": 1}, files)
+    with pytest.raises(BundleError, match="exists"):
+        write_bundle(tmp_path / "b", {"n": 2}, files)
+    write_bundle(tmp_path / "b", {"n": 3}, files, overwrite=True)
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["n"] == 3
+
+
+def test_build_report_and_heldout_trials(bundle):
+    rep = json.loads((bundle / "report.json").read_text())
+    assert not set(rep["calibration_trials"]) & set(rep["heldout_trials"])
+    assert rep["onnx_parity"]["max_abs_diff"] < 1e-3 and rep["onnx_parity"]["logit_std_across_inputs"] > 1e-3
+    assert rep["sorting"]["method"] == "ground-truth"
+
+
+def test_backends_agree(bundle):
+    ort = make_backend("onnxruntime", bundle)
+    ref = make_backend("torch", bundle)
+    auto = make_backend("auto", bundle)
+    assert auto.name == "onnxruntime" and "CPUExecutionProvider" in ort.device
+    x = np.random.default_rng(0).normal(0, 1, ort.input_shape).astype(np.float32)
+    np.testing.assert_allclose(ort.infer(x), ref.infer(x), atol=1e-3, rtol=1e-4)
+    ort.warmup(2)
+
+
+@pytest.mark.gpu
+def test_tensorrt_engine_matches_onnxruntime(bundle, tmp_path):
+    trt = make_backend("tensorrt", bundle, engine_cache_dir=tmp_path / "engines")
+    ort = make_backend("onnxruntime", bundle)
+    x = np.random.default_rng(1).normal(0, 1, ort.input_shape).astype(np.float32)
+    np.testing.assert_allclose(trt.infer(x), ort.infer(x), atol=1e-2)
+    assert list((tmp_path / "engines").glob("engine-*.plan"))
+    again = make_backend("tensorrt", bundle, engine_cache_dir=tmp_path / "engines")  # from the cache
+    np.testing.assert_allclose(again.infer(x), trt.infer(x), atol=1e-5)
+
+
+def test_engine_build_without_gpu_says_why(bundle):
+    from rtdecode.inference.select import tensorrt_available
+
+    if tensorrt_available() is None:
+        pytest.skip("TensorRT is available here; the no-GPU message cannot be checked")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtdecode", "engine", "build", str(bundle)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "cannot build a TensorRT engine here" in proc.stderr and "Traceback" not in proc.stderr

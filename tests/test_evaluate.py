@@ -1,0 +1,129 @@
+"""The paper's experiments end to end on three simulated animals, and the leakage rule."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from rtdecode.offline.dataset import load_animal
+from rtdecode.offline.evaluate import default_combinations, parse_combination
+from rtdecode.offline.experiments import split_images, wilson_interval
+from typer.testing import CliRunner
+
+from rtdecode.cli import app
+
+
+@pytest.fixture(scope="module")
+def report_dir(three_animals, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    args = [
+        "evaluate",
+        "--out",
+        str(out),
+        "--folds",
+        "2",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--scheduler",
+        "none",
+        "--seed",
+        "1",
+    ]
+    for a in three_animals:
+        args += ["--sessions", str(a)]
+    for combo in ("M1,M2:M0", "M0,M2:M1", "M0,M1:M2"):
+        args += ["--combination", combo]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    print(result.output)
+    return out
+
+
+def test_report_has_every_number_with_confidence_intervals(report_dir):
+    rep = json.loads((report_dir / "report.json").read_text())
+    assert [w["animal"] for w in rep["within_animal"]] == ["M0", "M1", "M2"]
+    for w in rep["within_animal"]:
+        assert set(w["scores"]) == {"googlenet", "glm", "temporal", "shuffled_labels", "stimulus_only"}
+        for s in w["scores"].values():
+            lo, hi = s["ci95"]
+            assert 0 <= lo <= s["accuracy"] <= hi <= 1 and s["n_trials"] > 100
+    assert len(rep["across_animal"]) == 3
+    for a in rep["across_animal"]:
+        assert set(a["scores"]) == {"googlenet", "shuffled_labels", "stimulus_only"}
+    assert rep["paper"]["glm_baseline"] == 0.83
+    assert "without ImageNet weights" in rep["classifier"] and rep["pretrained_weights"] is False
+    for fig in (
+        "within_animal.png",
+        "across_animal.png",
+        "neural_image_embedding.png",
+        "examples.png",
+        "training_curves.png",
+    ):
+        assert (report_dir / fig).stat().st_size > 5000, fig
+    md = (report_dir / "report.md").read_text()
+    assert "## Reading" in md and "![within](within_animal.png)" in md and "No ImageNet weights" in md
+
+
+def test_controls_sit_near_chance_and_glm_decodes(report_dir):
+    rep = json.loads((report_dir / "report.json").read_text())
+    controls = [
+        s[m]["accuracy"]
+        for s in [w["scores"] for w in rep["within_animal"]] + [a["scores"] for a in rep["across_animal"]]
+        for m in ("shuffled_labels", "stimulus_only")
+    ]
+    print("control accuracies:", np.round(controls, 3))
+    assert all(abs(c - 0.5) < 0.15 for c in controls)
+    glm = [w["scores"]["glm"]["accuracy"] for w in rep["within_animal"]]
+    print("GLM within-animal accuracies:", np.round(glm, 3))
+    assert min(glm) > 0.65
+
+
+def test_report_provenance_shows_no_leakage(report_dir):
+    rep = json.loads((report_dir / "report.json").read_text())
+    for w in rep["within_animal"]:
+        for fold in w["folds"]:
+            test = set(fold["test_trials"])
+            for part in fold["test_images"] + fold["train_images"]:
+                assert not test & set(part["ps_fit_trials"])
+                assert not test & set(part["baseline_fit_trials"])
+            for part in fold["train_images"]:  # cross-fitted: no image made with its own trial in PS
+                assert not set(part["images_of_trials"]) & set(part["ps_fit_trials"])
+    for a in rep["across_animal"]:
+        assert not set(a["calibration_trials"]) & set(a["test_trials"])
+
+
+def test_no_test_trial_contributes_to_what_scores_it(three_animals):
+    """Replace every test trial's spikes by garbage: the PS, baseline, normalisation and training
+    images used to score the fold must not change by a single bit."""
+    ds = load_animal(three_animals[0], image_size=32)
+    rng = np.random.default_rng(0)
+    test = np.sort(rng.choice(ds.n_trials, ds.n_trials // 4, replace=False))
+    train = np.setdiff1d(np.arange(ds.n_trials), test)
+    a = split_images(ds, train, test, seed=3)
+    resp, base = ds.response_rates.copy(), ds.baseline_rates.copy()
+    resp[test] = rng.uniform(0, 500, resp[test].shape)
+    base[test] = rng.uniform(0, 500, base[test].shape)
+    b = split_images(replace(ds, response_rates=resp, baseline_rates=base), train, test, seed=3)
+    np.testing.assert_array_equal(a.ps, b.ps)
+    np.testing.assert_array_equal(a.baseline.mean, b.baseline.mean)
+    np.testing.assert_array_equal(a.baseline.std, b.baseline.std)
+    np.testing.assert_array_equal(a.train.images, b.train.images)
+    assert a.normalisation == b.normalisation
+    assert not np.array_equal(a.test.images, b.test.images)  # the scored trials themselves did change
+
+
+def test_combinations():
+    assert parse_combination("M0, M1:M2") == (("M0", "M1"), "M2")
+    for bad in ("M0M1", "M0:M0", ":M1", "M0:"):
+        with pytest.raises(ValueError, match="combination"):
+            parse_combination(bad)
+    combos = default_combinations(["A", "B", "C"])
+    assert (("B", "C"), "A") in combos and (("A",), "B") in combos and len(combos) == 9
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(50, 100)
+    assert lo < 0.5 < hi and abs((hi - lo) - 0.19) < 0.01
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
