@@ -143,7 +143,13 @@ def templates_from_sorting(sorting, prep_rec, min_spikes: int = 20, seed: int = 
         raise RecordingError(f"no unit has at least {min_spikes} spikes; cannot estimate templates")
     sorting = sorting.select_units(keep)
     analyzer = sc.create_sorting_analyzer(
-        sorting, prep_rec, format="memory", sparse=True, return_in_uV=True, method="radius", radius_um=60.0
+        sorting,
+        prep_rec,
+        format="memory",
+        sparse=True,
+        return_in_uV=True,
+        seed=seed,
+        sparsity_kwargs={"method": "radius", "radius_um": 60.0},
     )
     analyzer.compute("random_spikes", max_spikes_per_unit=300, seed=seed)
     analyzer.compute("templates", ms_before=TEMPLATE_MS_BEFORE, ms_after=TEMPLATE_MS_AFTER, operators=["average"])

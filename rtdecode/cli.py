@@ -36,6 +36,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(session_app, name="session")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(engine_app, name="engine")
+bench_app = typer.Typer(help="Benchmarks that print ratios measured side by side.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -287,9 +289,9 @@ def build(
     from rtdecode.offline.parallel import Executor
 
     if templates not in ("kilosort4", "ground-truth"):
-        raise typer.BadParameter(f"--templates {templates!r}: expected kilosort4 or ground-truth")
+        raise RtdecodeError(f"--templates {templates!r}: expected kilosort4 or ground-truth")
     if not (target / "animal.json").is_file():
-        raise typer.BadParameter(f"--target {target}: expected an animal folder with animal.json")
+        raise RtdecodeError(f"--target {target}: expected an animal folder with animal.json")
     cfg = BuildConfig(
         templates=templates,
         image_size=image_size,
@@ -301,7 +303,7 @@ def build(
     )
     paths = [p for p in expand_sessions(train) if p.resolve() != target.resolve()]
     if not paths:
-        raise typer.BadParameter("no training sessions other than the target")
+        raise RtdecodeError("no training sessions other than the target")
     with Executor(scheduler) as executor, tempfile.TemporaryDirectory(prefix="rtdecode-build-") as work:
         console.print(f"{len(paths)} training session(s); per-session work on {executor.description}")
         datasets, refs = load_sessions(executor, paths, image_size, area, None)
@@ -379,6 +381,56 @@ def engine_build(
         print(f"error: {err}", file=sys.stderr)
         raise typer.Exit(2) from None
     console.print(f"engine: {path} ({key.gpu_name}, TensorRT {key.tensorrt_version}, {key.precision})")
+
+
+@bench_app.command("offline")
+def bench_offline(
+    out: Annotated[Path, typer.Option(help="results JSON")] = Path("bench_results/offline.json"),
+    trials: Annotated[int, typer.Option(help="trials (Allen session: ~12,000)")] = 12000,
+    units: Annotated[int, typer.Option(help="units (Allen session: ~400)")] = 400,
+    image_size: Annotated[int, typer.Option(help="neural image size")] = 224,
+    calls: Annotated[int, typer.Option(help="timed inference calls per backend")] = 60,
+) -> None:
+    """PS + neural images at Allen size (vs a naive loop) and ONNX Runtime vs torch eager latency."""
+    from rtdecode.offline.bench import run_offline_bench
+
+    with console.status("benchmarking (neural images, then inference) ..."):
+        r = run_offline_bench(out, trials, units, image_size, calls)
+    n, inf = r["neural_images"], r["inference"]
+    table = Table(
+        title=f"rtdecode bench offline ({r['machine']['cpus']} CPUs, load {r['machine']['load_average'][0]:.1f})"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        (
+            f"PS + images, {n['n_trials']} trials x {n['n_units']} units x {n['pixels']} px",
+            f"{n['ps_plus_images_s']:.2f} s",
+        ),
+        ("  of which PS (per-condition GEMM)", f"{n['ps_condition_path_s']:.3f} s"),
+        ("  of which images (R PS, preallocated)", f"{n['images_gemm_s']:.2f} s"),
+        ("PS by direct R^T S GEMM", f"{n['ps_direct_gemm_s']:.2f} s"),
+        ("naive Python loop (extrapolated)", f"{n['naive_extrapolated_s']:.0f} s"),
+        ("speed-up vs naive loop", f"{n['speedup_vs_naive']:.0f}x"),
+        ("speed-up per-condition vs direct PS", f"{n['speedup_condition_vs_direct_ps']:.0f}x"),
+        ("peak resident memory", f"{n['peak_rss_mb']:.0f} MB"),
+        (
+            f"ONNX Runtime p50 / p99 ({inf['image_size']}^2, 1 thread)",
+            f"{inf['onnxruntime_ms_p50']:.1f} / {inf['onnxruntime_ms_p99']:.1f} ms",
+        ),
+        (
+            "torch eager p50 / p99 (inference_mode, channels_last)",
+            f"{inf['torch_eager_ms_p50']:.1f} / {inf['torch_eager_ms_p99']:.1f} ms",
+        ),
+        ("torch plain eager p50 (no_grad, NCHW)", f"{inf['torch_plain_eager_ms_p50']:.1f} ms"),
+        ("ONNX Runtime speed-up vs torch (p50)", f"{inf['speedup_onnxruntime_vs_torch_p50']:.2f}x"),
+        ("ONNX Runtime speed-up vs plain torch (p50)", f"{inf['speedup_onnxruntime_vs_plain_torch_p50']:.2f}x"),
+        ("max |logit difference|", f"{inf['max_abs_logit_diff']:.1e}"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"results: {out}")
 
 
 # ------------------------------------------------------------------------------------------------

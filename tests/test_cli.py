@@ -7,6 +7,11 @@ from typer.testing import CliRunner
 from rtdecode.cli import app
 
 
+def run_cli(args):
+    """Invoke the CLI with a wide terminal, so error panels are not wrapped or cut."""
+    return CliRunner().invoke(app, args, env={"COLUMNS": "1000"})
+
+
 def test_help_lists_every_subcommand_with_one_line():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
@@ -50,3 +55,97 @@ def test_simulate_cli_rejects_bad_sizes(tmp_path):
     result = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path), "--channels", "1000"])
     assert result.exit_code == 2
     assert "channels = 1000: expected 8 to 384" in result.output
+
+
+def test_build_refuses_bad_arguments(tmp_path, three_animals):
+    r = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--train",
+            str(three_animals[0]),
+            "--target",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "b"),
+            "--scheduler",
+            "none",
+        ],
+    )
+    assert "expected an animal folder with animal.json" in str(r.exception)
+    r = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--train",
+            str(three_animals[0]),
+            "--target",
+            str(three_animals[1]),
+            "--out",
+            str(tmp_path / "b"),
+            "--templates",
+            "spykingcircus",
+        ],
+    )
+    assert "expected kilosort4 or ground-truth" in str(r.exception)
+    r = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--train",
+            str(three_animals[1]),
+            "--target",
+            str(three_animals[1]),
+            "--out",
+            str(tmp_path / "b"),
+            "--scheduler",
+            "none",
+        ],
+    )
+    assert "no training sessions other than the target" in str(r.exception)
+
+
+def test_evaluate_refuses_bad_combination(tmp_path, three_animals):
+    r = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--sessions",
+            str(three_animals[0]),
+            "--out",
+            str(tmp_path),
+            "--combination",
+            "M0",
+            "--scheduler",
+            "none",
+        ],
+    )
+    assert r.exit_code == 2 and "expected TRAIN[,TRAIN...]:TARGET" in r.output
+
+
+def test_bench_offline_writes_ratios(tmp_path):
+    out = tmp_path / "offline.json"
+    r = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "offline",
+            "--out",
+            str(out),
+            "--trials",
+            "300",
+            "--units",
+            "20",
+            "--image-size",
+            "32",
+            "--calls",
+            "3",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    n, inf = res["neural_images"], res["inference"]
+    assert n["ps_paths_max_rel_diff"] < 1e-4  # the two PS paths agree
+    assert n["speedup_vs_naive"] > 0 and inf["speedup_onnxruntime_vs_torch_p50"] > 0
+    assert inf["max_abs_logit_diff"] < 1e-3
+    assert "speed-up vs naive loop" in r.output
