@@ -96,7 +96,9 @@ def build_bundle(
     )
     target = target_dataset(target_dir, sorted_units, cfg.image_size, cfg.windows)
 
-    clf = GoogLeNetClassifier(cfg.weights, cfg.mode, finetune_epochs=cfg.epochs, seed=cfg.seed)
+    clf = GoogLeNetClassifier(
+        cfg.weights, cfg.mode, finetune_epochs=cfg.epochs, seed=cfg.seed, image_size=cfg.image_size
+    )
     log(f"classifier: {clf.description}")
     parts = [executor.submit(_full_crossfit, train_refs[d.name], cfg.seed).result() for d in train]
     x_train = np.concatenate([p[0] for p in parts])
@@ -145,6 +147,9 @@ def build_bundle(
         "versions": versions(),
     }
     size = cfg.image_size
+    from probeinterface import read_probeinterface
+
+    channel_positions = read_probeinterface(target_dir / tm.get("probe", "probe.json")).probes[0].contact_positions
     manifest = {
         "target": tm["name"],
         "train_sessions": [d.source.get("folder") or d.source.get("nwb") for d in train],
@@ -174,6 +179,7 @@ def build_bundle(
     }
     files = {
         "templates.npz": npz_bytes(
+            channel_positions=channel_positions,
             unit_ids=sorted_units.unit_ids,
             templates=sorted_units.templates,
             nbefore=np.array(sorted_units.nbefore),

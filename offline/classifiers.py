@@ -30,6 +30,7 @@ class GoogLeNetClassifier:
         finetune_epochs: int = 10,
         seed: int = 0,
         finetune_lr: float | None = None,
+        image_size: int = 224,
     ) -> None:
         if mode not in ("head", "finetune"):
             raise ValueError(f"mode must be 'head' or 'finetune', got {mode!r}")
@@ -44,7 +45,8 @@ class GoogLeNetClassifier:
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr or (1e-4 if self.pretrained else 1e-3)
         self.seed = seed
-        self._initial = gnet.build_googlenet(2, self.weights_path, seed=seed, tap=self.tap)
+        grid = gnet.tap_grid(image_size, self.tap) if self.tap else 6
+        self._initial = gnet.build_googlenet(2, self.weights_path, seed=seed, tap=self.tap, grid=grid)
         self.model = None  # the last trained network (for export)
 
     @property

@@ -264,7 +264,9 @@ def run_evaluation(
     if len(by_name) != len(datasets):
         raise ValueError(f"animal names must be unique, got {[d.name for d in datasets]}")
     refs = refs or {d.name: executor.scatter(d) for d in datasets}
-    clf = GoogLeNetClassifier(cfg.weights, cfg.mode, cfg.head_epochs, cfg.finetune_epochs, cfg.seed)
+    clf = GoogLeNetClassifier(
+        cfg.weights, cfg.mode, cfg.head_epochs, cfg.finetune_epochs, cfg.seed, image_size=cfg.image_size
+    )
     combos = cfg.combinations if cfg.combinations is not None else default_combinations(list(by_name))
     task = progress.add_task("experiments", total=len(datasets) * cfg.folds + len(combos)) if progress else None
 

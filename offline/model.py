@@ -119,6 +119,23 @@ def _make_net_class():
     return DecoderNet
 
 
+def tap_grid(image_size: int, tap: str, max_grid: int = 6) -> int:
+    """The largest pooling grid <= ``max_grid`` that divides the tap's map at ``image_size`` (so the
+    pooling exports to ONNX as a plain average pool)."""
+    import torch
+    from torchvision.models import GoogLeNet
+
+    base = GoogLeNet(num_classes=1000, aux_logits=False, transform_input=False, init_weights=False).eval()
+    x = torch.zeros(1, 3, image_size, image_size)
+    with torch.no_grad():
+        for name in LAYERS:
+            x = getattr(base, name)(x)
+            if name == tap:
+                break
+    side = int(x.shape[-1])
+    return max(d for d in range(1, max_grid + 1) if side % d == 0)
+
+
 def build_googlenet(
     num_classes: int = 2, weights_path: Path | None = None, seed: int = 0, tap: str | None = None, grid: int = 6
 ):

@@ -169,6 +169,7 @@ class Bundle:
     baseline_mean: np.ndarray
     baseline_std: np.ndarray
     preferred_stimuli: np.ndarray  # (units, H*W) float32
+    channel_positions: np.ndarray  # (channels, 2) um
 
     @property
     def n_units(self) -> int:
@@ -195,6 +196,7 @@ class Bundle:
                 baseline_mean=b["mean"],
                 baseline_std=b["std"],
                 preferred_stimuli=ps.reshape(len(ps), -1).astype(np.float32),
+                channel_positions=t["channel_positions"],
             )
         bundle._check_consistent()
         return bundle

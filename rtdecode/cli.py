@@ -435,6 +435,152 @@ def bench_offline(
 
 # ------------------------------------------------------------------------------------------------
 @app.command()
+def serve(
+    rig: Annotated[Path, typer.Option("--rig", help="rig config TOML (ports, stream, sorting, trials, backend)")],
+    bundle: Annotated[Path, typer.Option("--bundle", help="decoder bundle directory")],
+    log: Annotated[
+        Path | None, typer.Option("--log", help="decision log (JSON Lines); default in decision_log_dir")
+    ] = None,
+) -> None:
+    """Run the online daemon: subscribe to the stream, sort, decode every trial, publish decisions."""
+    import signal
+
+    from rtdecode.config import load_rig_config
+    from rtdecode.daemon import Daemon
+
+    cfg = load_rig_config(rig)
+    daemon = Daemon(cfg, bundle, log, log=lambda m: err_console.print(m, highlight=False))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: daemon.stop())
+    daemon.start()
+    try:
+        while not daemon._stop.is_set():
+            daemon._stop.wait(0.5)
+    finally:
+        daemon.wait()
+    st = daemon.status()
+    c = st["counters"]
+    err_console.print(
+        f"stopped ({st['state']}): {c['decisions']} decisions ({c['degraded']} degraded), "
+        f"{c['blocks']} blocks, {c['malformed']} malformed, {c['overruns']} overruns; log {st['decision_log']}"
+    )
+    if daemon.failure:
+        print(f"error: {daemon.failure}", file=sys.stderr)
+        raise typer.Exit(2)
+
+
+def _control(rig: Path, command: str) -> dict:
+    from rtdecode.client import control_request
+    from rtdecode.config import load_rig_config
+
+    cfg = load_rig_config(rig)
+    host = "127.0.0.1" if cfg.outputs.bind_host in ("0.0.0.0", "::") else cfg.outputs.bind_host
+    try:
+        return control_request(f"tcp://{host}:{cfg.outputs.control_port}", command)
+    except TimeoutError as err:
+        raise RtdecodeError(str(err)) from None
+
+
+@app.command()
+def status(rig: Annotated[Path, typer.Option("--rig", help="rig config TOML of the running daemon")]) -> None:
+    """State, counters and latency percentiles of the running daemon."""
+    st = _control(rig, "status")
+    console.print(
+        f"[bold]{st['state']}[/bold]  backend {st['backend']}  up {st['uptime_s']:.0f} s  bundle {st['bundle']}"
+    )
+    if st.get("failure"):
+        console.print(f"failure: {st['failure']}")
+    console.print("counters: " + ", ".join(f"{k} {v}" for k, v in st["counters"].items()))
+    table = Table(title="latency per stage (ms)")
+    for col in ("stage", "p50", "p99", "n"):
+        table.add_column(col)
+    for stage, v in st["latency"].items():
+        table.add_row(stage, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}", str(v["n"]))
+    console.print(table)
+
+
+@app.command()
+def stop(rig: Annotated[Path, typer.Option("--rig", help="rig config TOML of the running daemon")]) -> None:
+    """Ask the running daemon to drain its queue, close its log and exit."""
+    r = _control(rig, "stop")
+    console.print(f"daemon: {r.get('state', r)}")
+
+
+@app.command()
+def watch(
+    rig: Annotated[Path, typer.Option("--rig", help="rig config TOML of the running daemon")],
+    count: Annotated[int, typer.Option(help="stop after this many decisions (0 = until Ctrl-C)")] = 0,
+) -> None:
+    """Print decisions as they are published."""
+    from rtdecode.client import DecisionClient
+    from rtdecode.config import load_rig_config
+
+    cfg = load_rig_config(rig)
+    host = "127.0.0.1" if cfg.outputs.bind_host in ("0.0.0.0", "::") else cfg.outputs.bind_host
+    n = 0
+    with DecisionClient(f"tcp://{host}:{cfg.outputs.decision_port}") as client:
+        try:
+            for d in client.decisions(timeout_s=0.5, stop=lambda: False):
+                n += 1
+                p = d["probabilities"] or {}
+                lat = d["latency_ns"]
+                total = (lat["published"] - lat["block_arrival"]) / 1e6
+                console.print(
+                    f"#{d['seq']:>5} onset {d['onset_sample']:>10}  {d['predicted_class'] or '-':>10}  "
+                    f"p(natural) {p.get('natural', float('nan')):.2f}  spikes {d['n_spikes']:>4}  "
+                    f"{total:6.1f} ms  {d['status']}" + (f"  (dropped {client.dropped})" if client.dropped else ""),
+                    highlight=False,
+                )
+                if count and n >= count:
+                    break
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def replay(
+    recording: Annotated[Path, typer.Argument(help="Open Ephys recording folder (holding 'Record Node ...')")],
+    port: Annotated[int, typer.Option(help="ZMQ Interface data port (heartbeats on port + 1)")] = 5556,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    speed: Annotated[str, typer.Option(help="1 = real time, N = N x real time, max = as fast as possible")] = "1",
+    block_samples: Annotated[int | None, typer.Option(help="fixed block size (default: GUI-like variable)")] = None,
+    loop: Annotated[bool, typer.Option(help="start again at the end")] = False,
+    fault: Annotated[list[str] | None, typer.Option("--fault", help="KIND=MESSAGE, e.g. drop=500 (repeatable)")] = None,
+    wait_heartbeat: Annotated[float, typer.Option(help="wait up to this many s for a client's heartbeat")] = 0.0,
+    channel_names: Annotated[bool, typer.Option(help="send content.channel_name (post-2025 plugin builds)")] = False,
+) -> None:
+    """Re-publish a recording exactly as the Open Ephys GUI's ZMQ Interface plugin does."""
+    from rtdecode.config import is_loopback
+    from rtdecode.replay.replayer import Fault, Replayer
+
+    try:
+        faults = [Fault.parse(f) for f in (fault or [])]
+        rate = None if speed == "max" else float(speed)
+        if rate is not None and rate <= 0:
+            raise ValueError
+    except ValueError as err:
+        raise typer.BadParameter(str(err) or f"--speed {speed!r}: expected 1, a positive number, or max") from None
+    if not is_loopback(host):
+        err_console.print(f"note: binding {host}, reachable beyond this machine")
+    r = Replayer(recording, port, host, rate, block_samples, loop, faults, wait_heartbeat, channel_names)
+    src = r.source
+    err_console.print(
+        f"replaying {recording}: {src.n_channels} ch x {src.n_samples} samples at {src.sample_rate:g} Hz, "
+        f"{len(src.ttl_samples)} TTL events, on tcp://{host}:{port} (heartbeat :{port + 1}), speed {speed}"
+    )
+    import signal
+
+    signal.signal(signal.SIGINT, lambda *_: r.stop())
+    st = r.run()
+    err_console.print(
+        f"sent {st.messages_sent} messages, {st.blocks} blocks, {st.ttl_events} TTL events in "
+        f"{st.wall_s:.1f} s ({st.samples / src.sample_rate / max(st.wall_s, 1e-9):.1f} x real time); "
+        f"faults {st.faults_applied or 'none'}; heartbeats answered {st.heartbeats}"
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="where the demo writes its files")] = Path("demo_out"),
     seed: Annotated[int, typer.Option(help="random seed")] = 0,

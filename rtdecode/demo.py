@@ -7,7 +7,10 @@
    controls) and write the report with figures;
 4. build a decoder bundle for the third animal from the other two and verify it.
 
-Serving and replaying (the online loop) are not part of this release yet; the demo says so.
+5. serve that bundle with the daemon (the embedded rig config ``rig_configs/replay_local.toml``),
+   replay the third animal's recording into it faster than real time exactly as the Open Ephys
+   GUI would stream it, and summarise: accuracy against the simulator's labels, trials decoded /
+   degraded, latency p50 / p99, where the decision log and the report are.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from rich.console import Console
 from rich.table import Table
 
 DEMO_ANIMALS = 3
-DEMO_REPEATS = 2
+DEMO_REPEATS = 1
 DEMO_CHANNELS = 32
 DEMO_UNITS = 48
-DEMO_IMAGE_SIZE = 64
+DEMO_IMAGE_SIZE = 48
 DEMO_FOLDS = 3
 
 

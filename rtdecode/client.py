@@ -1,0 +1,73 @@
+"""The small client a rig program uses to receive decisions (stdlib + pyzmq only).
+
+    from rtdecode.client import DecisionClient
+    with DecisionClient("tcp://127.0.0.1:5560") as c:
+        for d in c.decisions(timeout_s=1.0):
+            print(d["seq"], d["predicted_class"], d["status"])
+
+``dropped`` counts decisions lost between the daemon and this client (gaps in ``seq``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import zmq
+
+TOPIC = b"decision"
+
+
+class DecisionClient:
+    def __init__(self, address: str, context: zmq.Context | None = None) -> None:
+        self.ctx = context or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SUBSCRIBE, TOPIC)
+        self.sock.connect(address)
+        self.last_seq: int | None = None
+        self.dropped = 0
+
+    def poll(self, timeout_ms: int = 0) -> dict | None:
+        """One decision if one arrives within ``timeout_ms`` (0 = never block), else None."""
+        if not self.sock.poll(timeout_ms):
+            return None
+        _, payload = self.sock.recv_multipart()
+        d = json.loads(payload)
+        if self.last_seq is not None and d["seq"] > self.last_seq + 1:
+            self.dropped += d["seq"] - self.last_seq - 1
+        self.last_seq = d["seq"]
+        return d
+
+    def decisions(self, timeout_s: float = 1.0, stop=None):
+        """Yield decisions until ``stop()`` is true or none arrives for ``timeout_s``."""
+        while stop is None or not stop():
+            d = self.poll(int(timeout_s * 1000))
+            if d is None:
+                if stop is None:
+                    return
+                continue
+            yield d
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> DecisionClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def control_request(address: str, command: str, timeout_s: float = 3.0) -> dict:
+    """Ask the daemon's control socket (``status`` or ``stop``); raises TimeoutError if it does not answer."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    try:
+        sock.send_json({"cmd": command})
+        if not sock.poll(int(timeout_s * 1000)):
+            raise TimeoutError(f"no answer from the daemon at {address} within {timeout_s} s (is it running?)")
+        return sock.recv_json()
+    finally:
+        sock.close()

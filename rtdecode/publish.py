@@ -1,0 +1,55 @@
+"""Decisions out: a PUB socket (topic ``decision``) and an append-only JSON Lines log.
+
+One message per closed trial, published first (the hot path) and then appended to the log,
+flushed per trial, so a crash loses nothing already decided. Sequence numbers start at 1 and
+never skip, so a client can detect drops.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import zmq
+
+TOPIC = b"decision"
+
+
+class DecisionPublisher:
+    def __init__(self, address: str, log_path: Path | None, context: zmq.Context | None = None) -> None:
+        self.ctx = context or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.PUB)
+        self.sock.setsockopt(zmq.LINGER, 1000)
+        self.sock.setsockopt(zmq.SNDHWM, 10000)
+        self.sock.bind(address)
+        self.address = address
+        self.seq = 0
+        self.log_path = Path(log_path) if log_path else None
+        self._log = None
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
+
+    def publish(self, decision: dict) -> dict:
+        self.seq += 1
+        decision = {"seq": self.seq, **decision}
+        t = time.monotonic_ns()
+        decision.setdefault("latency_ns", {})["published"] = t
+        line = json.dumps(decision, separators=(",", ":"))
+        self.sock.send_multipart([TOPIC, line.encode()])
+        if self._log:
+            self._log.write(line + "\n")
+            self._log.flush()
+        return decision
+
+    def log_event(self, event: dict) -> None:
+        """Non-decision records (start, stop, provenance) go to the log only."""
+        if self._log:
+            self._log.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self._log.flush()
+
+    def close(self) -> None:
+        if self._log:
+            self._log.close()
+        self.sock.close()

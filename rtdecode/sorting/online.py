@@ -1,0 +1,72 @@
+"""Online sorting of a block stream: causal preprocessing, a buffer with margins, a matcher.
+
+Blocks of any size go in; spikes come out once they are final. A spike at sample ``t`` needs
+``margin_right`` samples after it before it can be matched, so after each block the sorter reports
+``sorted_until``: every spike before that sample has been emitted. The buffer is preallocated;
+each block is filtered once (state carried), appended, and the part of the buffer between the left
+margin and ``end - margin_right`` is matched. A matcher provides ``margin_left``, ``margin_right``
+and ``find(buffer, start, stop) -> (samples, units)``: rtdecode's own ``TemplateMatcher`` or a
+SpikeInterface engine through ``SpikeInterfaceMatcher``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtdecode.sorting.preprocess import StreamingPreprocessor
+
+
+class OnlineSorter:
+    def __init__(self, matcher, preprocessor: StreamingPreprocessor, max_block: int = 1 << 15) -> None:
+        self.matcher = matcher
+        self.pre = preprocessor
+        self.left = matcher.margin_left
+        self.right = matcher.margin_right
+        cap = self.left + max_block + self.right
+        self.buf = np.zeros((cap, preprocessor.n_channels), dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start afresh (a new acquisition or after a gap): filter state and buffer cleared."""
+        self.pre.reset()
+        self.n = 0  # valid rows in buf
+        self.buf_start = None  # absolute sample of buf[0]
+        self.done = None  # absolute sample up to which spikes have been emitted
+        self.counters = {"spikes": 0}
+
+    @property
+    def sorted_until(self) -> int | None:
+        return self.done
+
+    def process(self, block: np.ndarray, first_sample: int) -> tuple[np.ndarray, np.ndarray]:
+        """Feed one block (samples x channels, uV) starting at ``first_sample``.
+
+        Returns (absolute spike samples, unit indices) finalised by this block. A block that does not
+        continue the previous one resets the sorter (the caller reports the gap)."""
+        if self.buf_start is not None and first_sample != self.buf_start + self.n:
+            self.reset()
+        y = self.pre.process(block)
+        n_new = len(y)
+        if self.buf_start is None:
+            self.buf_start = first_sample
+            self.done = first_sample + self.left
+        if self.n + n_new > len(self.buf):
+            drop = max(0, (self.done - self.left) - self.buf_start)  # keep the left context of what is unsorted
+            self.buf[: self.n - drop] = self.buf[drop : self.n]
+            self.n -= drop
+            self.buf_start += drop
+            if self.n + n_new > len(self.buf):
+                grown = np.zeros((self.n + n_new, self.buf.shape[1]), dtype=np.float32)
+                grown[: self.n] = self.buf[: self.n]
+                self.buf = grown
+        self.buf[self.n : self.n + n_new] = y
+        self.n += n_new
+        start = self.done - self.buf_start
+        stop = self.n - self.right
+        if stop <= start:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        samples, units = self.matcher.find(self.buf[: self.n], start, stop)
+        self.done = self.buf_start + stop
+        order = np.argsort(samples, kind="stable")
+        self.counters["spikes"] += len(samples)
+        return samples[order] + self.buf_start, units[order]

@@ -1,0 +1,232 @@
+"""Per-channel DATA messages -> one (samples, channels) block per ``sample_num``; continuity checks.
+
+The plugin sends, per block, the TTL events and then one DATA message per channel in ascending
+order, all with the same ``sample_num``. The assembler copies each channel into a preallocated
+block buffer and emits the block when the last channel arrives. It tracks:
+
+- ``message_num`` continuity (a jump = messages lost; a repeat or step back = duplicate/reorder);
+- ``sample_num`` continuity (each block must start where the previous one ended);
+- acquisition restarts (``message_num`` back to 1, or ``sample_num`` going backwards);
+- incomplete blocks (a new ``sample_num`` before all channels arrived).
+
+Each problem becomes an :class:`Anomaly` with the sample range it affects, so trials overlapping it
+are published as degraded instead of being decoded as if whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtdecode.stream.protocol import DataMessage, TtlMessage
+
+
+@dataclass(slots=True)
+class Block:
+    sample_num: int
+    data: np.ndarray  # (samples, channels) float32 (a view valid until the next block is emitted)
+    arrival_ns: int  # monotonic time the block's last message arrived
+
+
+@dataclass(slots=True)
+class Anomaly:
+    kind: str  # "message_gap", "duplicate", "sample_gap", "incomplete_block", "restart", "wrong_stream", ...
+    start_sample: int  # first affected sample (inclusive)
+    end_sample: int  # end (exclusive)
+    detail: str
+
+
+class BlockAssembler:
+    def __init__(
+        self,
+        n_channels: int,
+        stream_name: str | None = None,
+        sample_rate: float | None = None,
+        max_block: int = 1 << 16,
+    ) -> None:
+        self.n_channels = int(n_channels)
+        self.stream_name = stream_name
+        self.sample_rate = sample_rate
+        self._buf = np.empty((max_block, self.n_channels), dtype=np.float32)
+        self._cur_sample: int | None = None
+        self._cur_n = 0
+        self._next_channel = 0
+        self.last_message_num: int | None = None
+        self.expected_sample: int | None = None  # where the next block should start
+        self.counters = {
+            "messages": 0,
+            "blocks": 0,
+            "ttl": 0,
+            "message_gaps": 0,
+            "lost_messages": 0,
+            "duplicates": 0,
+            "sample_gaps": 0,
+            "incomplete_blocks": 0,
+            "restarts": 0,
+            "wrong_stream": 0,
+            "wrong_channel_count": 0,
+            "wrong_sample_rate": 0,
+        }
+
+    # -- message_num -------------------------------------------------------------------------
+    def _check_message_num(self, num: int, anomalies: list[Anomaly], at_sample: int) -> bool:
+        """False if the message must be ignored (duplicate / step back)."""
+        self.counters["messages"] += 1
+        last = self.last_message_num
+        if last is None or num == last + 1:
+            self.last_message_num = num
+            return True
+        if num == 1:  # acquisition restarted
+            self.counters["restarts"] += 1
+            anomalies.append(Anomaly("restart", at_sample, at_sample, f"message_num restarted at 1 after {last}"))
+            self._reset_block()
+            self.expected_sample = None
+            self.last_message_num = num
+            return True
+        if num > last + 1:
+            self.counters["message_gaps"] += 1
+            self.counters["lost_messages"] += num - last - 1
+            start = self.expected_sample if self.expected_sample is not None else at_sample
+            anomalies.append(
+                Anomaly(
+                    "message_gap",
+                    min(start, at_sample),
+                    at_sample + 1,
+                    f"{num - last - 1} message(s) lost (message_num {last} -> {num})",
+                )
+            )
+            self.last_message_num = num
+            return True
+        self.counters["duplicates"] += 1
+        anomalies.append(Anomaly("duplicate", at_sample, at_sample, f"message_num {num} after {last}"))
+        return False
+
+    def _reset_block(self) -> None:
+        self._cur_sample = None
+        self._cur_n = 0
+        self._next_channel = 0
+
+    # -- messages ----------------------------------------------------------------------------
+    def on_ttl(self, msg: TtlMessage) -> list[Anomaly]:
+        anomalies: list[Anomaly] = []
+        if self._check_message_num(msg.message_num, anomalies, msg.sample_num):
+            self.counters["ttl"] += 1
+        return anomalies
+
+    def on_data(self, msg: DataMessage, arrival_ns: int) -> tuple[Block | None, list[Anomaly]]:
+        anomalies: list[Anomaly] = []
+        if not self._check_message_num(msg.message_num, anomalies, msg.sample_num):
+            return None, anomalies
+        if self.stream_name is not None and msg.stream != self.stream_name:
+            self.counters["wrong_stream"] += 1
+            anomalies.append(
+                Anomaly(
+                    "wrong_stream",
+                    msg.sample_num,
+                    msg.sample_num + msg.num_samples,
+                    f"stream {msg.stream!r}, expected {self.stream_name!r}",
+                )
+            )
+            return None, anomalies
+        if self.sample_rate is not None and abs(msg.sample_rate - self.sample_rate) > 1e-6:
+            self.counters["wrong_sample_rate"] += 1
+            anomalies.append(
+                Anomaly(
+                    "wrong_sample_rate",
+                    msg.sample_num,
+                    msg.sample_num + msg.num_samples,
+                    f"sample rate {msg.sample_rate} Hz, expected {self.sample_rate} Hz",
+                )
+            )
+            return None, anomalies
+        if msg.channel_num >= self.n_channels or msg.channel_num < 0:
+            self.counters["wrong_channel_count"] += 1
+            anomalies.append(
+                Anomaly(
+                    "wrong_channel_count",
+                    msg.sample_num,
+                    msg.sample_num + msg.num_samples,
+                    f"channel_num {msg.channel_num} but the stream should have {self.n_channels}",
+                )
+            )
+            return None, anomalies
+        if msg.num_samples > len(self._buf):
+            self._buf = np.empty((msg.num_samples, self.n_channels), dtype=np.float32)
+        if self._cur_sample is not None and msg.sample_num != self._cur_sample:
+            # A new block began before the previous one was complete.
+            self.counters["incomplete_blocks"] += 1
+            anomalies.append(
+                Anomaly(
+                    "incomplete_block",
+                    self._cur_sample,
+                    self._cur_sample + self._cur_n,
+                    f"block at sample {self._cur_sample} got {self._next_channel} of {self.n_channels} channels",
+                )
+            )
+            self.expected_sample = self._cur_sample + self._cur_n
+            self._reset_block()
+        if self._cur_sample is None:
+            if msg.channel_num != 0:
+                # The block's first channels were lost: it can never be complete.
+                self.counters["incomplete_blocks"] += 1
+                anomalies.append(
+                    Anomaly(
+                        "incomplete_block",
+                        msg.sample_num,
+                        msg.sample_num + msg.num_samples,
+                        f"block at sample {msg.sample_num} starts at channel {msg.channel_num}",
+                    )
+                )
+                self.expected_sample = msg.sample_num + msg.num_samples
+                return None, anomalies
+            self._start_block(msg, anomalies)
+        elif msg.channel_num != self._next_channel or msg.num_samples != self._cur_n:
+            self.counters["incomplete_blocks"] += 1
+            anomalies.append(
+                Anomaly(
+                    "incomplete_block",
+                    self._cur_sample,
+                    self._cur_sample + self._cur_n,
+                    f"channel {msg.channel_num} arrived when {self._next_channel} was expected",
+                )
+            )
+            self.expected_sample = self._cur_sample + self._cur_n
+            self._reset_block()
+            return None, anomalies
+        self._buf[: msg.num_samples, msg.channel_num] = msg.samples
+        self._next_channel += 1
+        if self._next_channel < self.n_channels:
+            return None, anomalies
+        block = Block(self._cur_sample, self._buf[: self._cur_n], arrival_ns)
+        self.expected_sample = self._cur_sample + self._cur_n
+        self.counters["blocks"] += 1
+        self._reset_block()
+        return block, anomalies
+
+    def _start_block(self, msg: DataMessage, anomalies: list[Anomaly]) -> None:
+        exp = self.expected_sample
+        if exp is not None and msg.sample_num != exp:
+            if msg.sample_num < exp:
+                self.counters["restarts"] += 1
+                anomalies.append(
+                    Anomaly(
+                        "restart",
+                        msg.sample_num,
+                        msg.sample_num,
+                        f"sample_num went back from {exp} to {msg.sample_num}",
+                    )
+                )
+            else:
+                self.counters["sample_gaps"] += 1
+                anomalies.append(
+                    Anomaly(
+                        "sample_gap",
+                        exp,
+                        msg.sample_num,
+                        f"{msg.sample_num - exp} samples missing before sample {msg.sample_num}",
+                    )
+                )
+        self._cur_sample = msg.sample_num
+        self._cur_n = msg.num_samples
+        self._next_channel = 0

@@ -1,0 +1,262 @@
+"""End to end on loopback: replayer -> daemon -> decisions, faults, mismatched streams, the plugin."""
+
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from rtdecode.offline.openephys_writer import BinaryRecordingWriter
+from rtdecode.replay.replayer import Fault, Replayer
+
+from rtdecode.client import DecisionClient, control_request
+from rtdecode.config import parse_rig_config
+from rtdecode.daemon import Daemon
+
+
+def free_ports(n_pairs=3):
+    """Ports p with p and p + 1 free, for the data/heartbeat pair and the daemon's sockets."""
+    out = []
+    while len(out) < n_pairs:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p < 65000 and p not in out and p - 1 not in out and p + 1 not in out:
+            try:
+                with socket.socket() as s2:
+                    s2.bind(("127.0.0.1", p + 1))
+                out.append(p)
+            except OSError:
+                continue
+    return out
+
+
+def rig(channels, tmp_path, **stream):
+    data, decision, control = free_ports(3)
+    return parse_rig_config(
+        {
+            "name": "test",
+            "stream": {
+                "data_port": data,
+                "heartbeat_port": data + 1,
+                "stream_name": "ProbeA-AP",
+                "channel_count": channels,
+                "sample_rate": 30000.0,
+                "heartbeat_interval_s": 0.5,
+                **stream,
+            },
+            "trials": {"ttl_line": 0},
+            "outputs": {"decision_port": decision, "control_port": control, "decision_log_dir": str(tmp_path)},
+        }
+    )
+
+
+class FakeProcessor:
+    """Stands in for the GUI's C++ PythonProcessor handle (only add_python_event exists)."""
+
+    def __init__(self):
+        self.events = []
+
+    def add_python_event(self, line, state):
+        self.events.append((line, bool(state)))
+
+
+def run_session(bundle, recording, cfg, tmp_path, faults=(), speed=1.5, plugin_env=None, monkeypatch=None):
+    log = tmp_path / "decisions.jsonl"
+    messages = []
+    daemon = Daemon(cfg, bundle, log, log=messages.append)
+    daemon.start()
+    decisions = []
+    plugin = None
+    if monkeypatch is not None:
+        monkeypatch.setenv("RTDECODE_DECISIONS", f"tcp://127.0.0.1:{cfg.outputs.decision_port}")
+        from rtdecode.plugins.openephys_python_processor import PyProcessor
+
+        plugin = PyProcessor(FakeProcessor(), cfg.stream.channel_count, 30000.0)
+    client = DecisionClient(f"tcp://127.0.0.1:{cfg.outputs.decision_port}")
+    time.sleep(0.3)
+    replayer = Replayer(recording, cfg.stream.data_port, speed=speed, faults=list(faults), wait_for_heartbeat_s=10)
+    th = threading.Thread(target=replayer.run)
+    th.start()
+    block = np.zeros((cfg.stream.channel_count, 700), np.float32)
+    last_new = time.monotonic()
+    status = None
+    while time.monotonic() - last_new < 4.0 or th.is_alive():
+        d = client.poll(50)
+        if plugin is not None:
+            plugin.process(block)
+        if d is not None:
+            decisions.append(d)
+            last_new = time.monotonic()
+        if status is None and decisions:
+            status = control_request(f"tcp://127.0.0.1:{cfg.outputs.control_port}", "status")
+    th.join()
+    for _ in range(5):
+        if plugin is not None:
+            plugin.process(block)
+    daemon.stop()
+    daemon.wait()
+    client.close()
+    return decisions, daemon.status(), replayer.stats, plugin, log, messages, status
+
+
+@pytest.fixture(scope="module")
+def clean_run(bundle, three_animals, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("online_clean")
+    target = three_animals[2]
+    cfg = rig(16, tmp)
+    mp = pytest.MonkeyPatch()
+    try:
+        out = run_session(bundle, target / "recording", cfg, tmp, monkeypatch=mp)
+    finally:
+        mp.undo()
+    return (target, cfg) + out
+
+
+def test_every_onset_yields_exactly_one_decision(clean_run):
+    target, cfg, decisions, status, stats, plugin, log, messages, live_status = clean_run
+    stim = pd.read_csv(target / "stimulus_log.csv")
+    onsets = sorted(d["onset_sample"] for d in decisions)
+    assert onsets == sorted(stim.onset_sample.tolist())
+    assert [d["seq"] for d in decisions] == list(range(1, len(decisions) + 1))
+    assert status["counters"]["overruns"] == 0 and status["counters"]["malformed"] == 0
+    assert status["state"] == "stopped"
+    ok = [d for d in decisions if d["status"] == "ok"]
+    assert len(ok) >= len(decisions) - 1  # only a trial whose baseline precedes the stream may be degraded
+    for d in ok:
+        lat = d["latency_ns"]
+        assert (
+            lat["block_arrival"]
+            <= lat["sorted"]
+            <= lat["trial_closed"]
+            <= lat["image"]
+            <= lat["inference"]
+            <= lat["published"]
+        )
+        assert set(d["probabilities"]) == {"natural", "artificial"}
+    assert live_status["state"] == "running" and "total" in live_status["latency"] or live_status["counters"]
+    print(
+        f"online: {len(decisions)} decisions; latency p50/p99 total "
+        f"{status['latency']['total']['p50_ms']:.1f}/{status['latency']['total']['p99_ms']:.1f} ms, inference "
+        f"{status['latency']['inference']['p50_ms']:.2f}/{status['latency']['inference']['p99_ms']:.2f} ms"
+    )
+
+
+def test_online_accuracy_equals_offline_evaluation(clean_run, bundle):
+    from rtdecode.bundle import Bundle
+    from rtdecode.decode import decode_recording
+    from rtdecode.inference.select import make_backend
+
+    target, cfg, decisions, *_ = clean_run
+    stim = pd.read_csv(target / "stimulus_log.csv").set_index("onset_sample")
+    b = Bundle.load(bundle)
+    offline = decode_recording(b, make_backend("onnxruntime", bundle), target / "recording", b.channel_positions)
+    on = {d["onset_sample"]: d for d in decisions}
+    off = {d["onset_sample"]: d for d in offline}
+    assert set(on) == set(off)
+
+    def accuracy(ds):
+        scored = [
+            (d["predicted_class"], stim.label[o])
+            for o, d in ds.items()
+            if d["status"] == "ok" and stim.label[o] != "blank"
+        ]
+        return np.mean([p == t for p, t in scored]), len(scored)
+
+    acc_on, n_on = accuracy(on)
+    acc_off, n_off = accuracy(off)
+    agree = np.mean([on[o]["predicted_class"] == off[o]["predicted_class"] for o in on])
+    print(
+        f"accuracy online {acc_on:.3f} (n={n_on}), offline {acc_off:.3f} (n={n_off}); per-trial agreement {agree:.3f}"
+    )
+    assert abs(acc_on - acc_off) <= 0.02
+
+
+def test_decision_log_is_intact(clean_run):
+    _, _, decisions, status, _, _, log, *_ = clean_run
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert lines[0]["event"] == "start" and lines[-1]["event"] == "stop"
+    logged = [x for x in lines if "seq" in x]
+    assert [x["seq"] for x in logged] == [d["seq"] for d in decisions]
+    assert lines[0]["bundle_files"] and lines[0]["backend"].startswith("onnxruntime")
+
+
+def test_plugin_emits_on_off_pairs(clean_run):
+    _, _, decisions, _, _, plugin, *_ = clean_run
+    ev = plugin.processor.events
+    assert plugin.counters["decisions"] == len(decisions) and plugin.counters["errors"] == 0
+    ons = [e for e in ev if e[1]]
+    offs = [e for e in ev if not e[1]]
+    assert len(ons) == len(offs) == plugin.counters["pulses"] > 0
+    for line in {e[0] for e in ev}:  # each line alternates ON, OFF
+        states = [s for ln, s in ev if ln == line]
+        assert states == [True, False] * (len(states) // 2)
+    assert {e[0] for e in ev} <= {1, 2}
+
+
+def test_faults_degrade_trials_but_the_daemon_keeps_running(bundle, three_animals, tmp_path):
+    target = three_animals[2]
+    cfg = rig(16, tmp_path)
+    faults = [
+        Fault.parse(f)
+        for f in (
+            "drop=20000",
+            "duplicate=40000",
+            "corrupt=60000",
+            "truncate=80000",
+            "restart=120000",
+            "stall=100000:0.3",
+        )
+    ]
+    decisions, status, stats, _, log, messages, _ = run_session(
+        bundle, target / "recording", cfg, tmp_path, faults=faults
+    )
+    c = status["counters"]
+    print("faults applied:", stats.faults_applied, "daemon counters:", c)
+    assert stats.faults_applied == {"drop": 1, "duplicate": 1, "corrupt": 1, "truncate": 1, "restart": 1, "stall": 1}
+    assert c["malformed"] == 2  # the corrupt header and the truncated payload
+    assert c["duplicates"] == 1
+    assert c["lost_messages"] == 3  # the dropped one and the two that could not be parsed
+    assert c["restarts"] == 1
+    assert status["state"] == "stopped" and status["failure"] is None
+    degraded = [d for d in decisions if d["status"] != "ok"]
+    reasons = " ".join(d["status"] for d in degraded)
+    assert "message gap" in reasons and "acquisition restarted" in reasons
+    ok = [d for d in decisions if d["status"] == "ok"]
+    assert len(ok) > len(decisions) / 2
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["seq"] for x in lines if "seq" in x] == [d["seq"] for d in decisions]
+    assert any("malformed message ignored" in m for m in messages)
+
+
+def _tiny_recording(path, channels, rate, seconds=1.0):
+    rng = np.random.default_rng(0)
+    w = BinaryRecordingWriter(path, rate, channels)
+    w.append(rng.normal(0, 7, (int(rate * seconds), channels)))
+    w.add_ttl(np.array([int(rate * 0.5)]), 0, np.array([1]))
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("channels", "rate", "expect"),
+    [
+        (8, 30000.0, "stream has 8 channels, the bundle expects 16"),
+        (16, 25000.0, "stream sample rate 25000.0 Hz does not fit the bundle (30000.0 Hz)"),
+    ],
+)
+def test_mismatched_stream_is_refused_naming_both_values(bundle, tmp_path, channels, rate, expect):
+    rec = _tiny_recording(tmp_path / "rec", channels, rate)
+    cfg = rig(16, tmp_path)
+    decisions, status, *_ = run_session(bundle, rec, cfg, tmp_path, speed=None)
+    assert status["state"] == "failed" and expect in status["failure"]
+    assert decisions == []
+
+
+def test_rig_config_that_does_not_fit_the_bundle_is_refused(bundle, tmp_path):
+    from rtdecode.bundle import BundleError
+
+    with pytest.raises(BundleError, match="channel count: bundle 16, rig config 384"):
+        Daemon(rig(384, tmp_path), bundle, tmp_path / "x.jsonl")

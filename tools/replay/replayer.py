@@ -1,0 +1,309 @@
+"""Re-publish an Open Ephys Binary recording exactly as the GUI's ZMQ Interface plugin does.
+
+The recording is read with open-ephys-python-tools. Per block (GUI-like variable sizes around
+the audio callback's ~697 samples at 30 kHz, or a fixed ``block_samples``): the block's TTL events
+first (0-based lines on the wire; 1-based on disk), then one float32 uV DATA message per channel,
+ascending; ``message_num`` from 1; headers byte-for-byte as the plugin writes them
+(``rtdecode.stream.protocol``). A REP socket on ``port + 1`` answers heartbeats like the plugin
+(``heartbeat received``). Pacing follows a monotonic clock at ``speed`` x real time (or as fast as
+possible with ``speed=None``).
+
+Faults for tests, each at a message count ``K`` (the plugin's ``message_num`` it would have had):
+``drop=K``, ``duplicate=K``, ``reorder=K`` (K+1 is sent before K), ``truncate=K`` (payload cut
+in half), ``corrupt=K`` (header not JSON), ``restart=K`` (acquisition restarts before message K:
+``message_num`` and ``sample_num`` start again from 1 and 0), ``stall=K:SECONDS``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from rtdecode.errors import RecordingError
+from rtdecode.stream.protocol import data_frames, ttl_frames
+
+FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall")
+GUI_BLOCK_MEAN_S = 1024 / 44100  # the GUI's default audio callback period
+
+
+@dataclass
+class Fault:
+    kind: str
+    at: int  # message count (1-based)
+    seconds: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        if "=" not in text:
+            raise ValueError(f"fault {text!r}: expected KIND=MESSAGE (e.g. drop=500) or stall=MESSAGE:SECONDS")
+        kind, value = text.split("=", 1)
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind {kind!r}: expected one of {', '.join(FAULT_KINDS)}")
+        seconds = 0.0
+        if kind == "stall":
+            if ":" not in value:
+                raise ValueError(f"fault {text!r}: stall needs MESSAGE:SECONDS, e.g. stall=800:0.5")
+            value, sec = value.split(":", 1)
+            seconds = float(sec)
+        try:
+            at = int(value)
+        except ValueError:
+            raise ValueError(f"fault {text!r}: message count {value!r} is not an integer") from None
+        if at < 1:
+            raise ValueError(f"fault {text!r}: message count must be >= 1")
+        return cls(kind, at, seconds)
+
+
+@dataclass
+class ReplayStats:
+    messages_sent: int = 0
+    blocks: int = 0
+    ttl_events: int = 0
+    samples: int = 0
+    faults_applied: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+    heartbeats: int = 0
+
+
+class RecordingSource:
+    """The continuous stream and TTL events of one Open Ephys Binary recording."""
+
+    def __init__(self, recording_dir: str | Path, stream_index: int = 0) -> None:
+        from open_ephys.analysis import Session
+
+        path = Path(recording_dir)
+        try:
+            session = Session(str(path))
+            nodes = getattr(session, "recordnodes", None)
+            recording = (nodes[0].recordings if nodes else session.recordings)[0]
+            cont = recording.continuous[stream_index]
+        except Exception as err:
+            raise RecordingError(
+                f"{path}: cannot read as an Open Ephys recording ({type(err).__name__}: {err})"
+            ) from None
+        meta = cont.metadata
+        self.stream_name = meta.stream_name
+        self.source_node = int(meta.source_node_id)
+        self.sample_rate = float(meta.sample_rate)
+        self.n_channels = int(meta.num_channels)
+        self.channel_names = list(meta.channel_names)
+        self.bit_volts = np.asarray(meta.bit_volts, dtype=np.float32)
+        self.samples = cont.samples  # int16 memmap (n, channels)
+        self.sample_numbers = np.asarray(cont.sample_numbers, dtype=np.int64)
+        ev = recording.events
+        if ev is not None and len(ev):
+            ev = ev[ev.stream_name == self.stream_name] if "stream_name" in ev else ev
+            self.ttl_samples = ev.sample_number.to_numpy(np.int64)
+            self.ttl_lines = ev.line.to_numpy(np.int64) - 1  # 1-based on disk -> 0-based on the wire
+            self.ttl_states = ev.state.to_numpy(np.int64)
+            order = np.argsort(self.ttl_samples, kind="stable")
+            self.ttl_samples, self.ttl_lines, self.ttl_states = (
+                a[order] for a in (self.ttl_samples, self.ttl_lines, self.ttl_states)
+            )
+        else:
+            self.ttl_samples = self.ttl_lines = self.ttl_states = np.empty(0, np.int64)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_numbers)
+
+
+def block_sizes(n_samples: int, sample_rate: float, block_samples: int | None, seed: int = 0) -> np.ndarray:
+    """Block lengths covering the recording: fixed, or GUI-like variable around 1024/44100 s."""
+    if block_samples:
+        sizes = np.full(int(np.ceil(n_samples / block_samples)), block_samples, dtype=np.int64)
+    else:
+        mean = sample_rate * GUI_BLOCK_MEAN_S
+        rng = np.random.default_rng(seed)
+        sizes = np.round(rng.uniform(0.85, 1.15, int(n_samples / mean * 1.2) + 2) * mean).astype(np.int64)
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    edges = edges[edges < n_samples]
+    return np.diff(np.concatenate([edges, [n_samples]]))
+
+
+class Replayer:
+    def __init__(
+        self,
+        recording_dir: str | Path,
+        port: int = 5556,
+        host: str = "127.0.0.1",
+        speed: float | None = 1.0,
+        block_samples: int | None = None,
+        loop: bool = False,
+        faults: list[Fault] | None = None,
+        wait_for_heartbeat_s: float = 0.0,
+        channel_names: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.source = RecordingSource(recording_dir)
+        self.port = int(port)
+        self.host = host
+        self.speed = speed
+        self.block_samples = block_samples
+        self.loop = loop
+        self.faults = {f.at: f for f in (faults or [])}
+        self.wait_for_heartbeat_s = wait_for_heartbeat_s
+        self.send_channel_names = channel_names
+        self.seed = seed
+        self.stats = ReplayStats()
+        self._stop = threading.Event()
+        self._heartbeat_seen = threading.Event()
+        self._ctx = zmq.Context.instance()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- heartbeat REP on port + 1 ----------------------------------------------------------------
+    def _heartbeat_loop(self, ready: threading.Event) -> None:
+        rep = self._ctx.socket(zmq.REP)
+        rep.setsockopt(zmq.LINGER, 0)
+        rep.bind(f"tcp://{self.host}:{self.port + 1}")
+        ready.set()
+        try:
+            while not self._stop.is_set():
+                if not rep.poll(100):
+                    continue
+                raw = rep.recv()
+                try:
+                    msg = json.loads(raw)
+                    reply = "message correctly parsed" if msg.get("type") == "event" else "heartbeat received"
+                    self.stats.heartbeats += 1
+                    self._heartbeat_seen.set()
+                except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                    reply = "JSON message could not be read"
+                rep.send(reply.encode())
+        finally:
+            rep.close()
+
+    # -- publishing --------------------------------------------------------------------------------
+    def run(self) -> ReplayStats:
+        pub = self._ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 1000)
+        pub.setsockopt(zmq.SNDHWM, 0)  # never drop silently on our side (the plugin uses libzmq defaults)
+        pub.bind(f"tcp://{self.host}:{self.port}")
+        hb_ready = threading.Event()
+        hb = threading.Thread(target=self._heartbeat_loop, args=(hb_ready,), daemon=True, name="replay-heartbeat")
+        hb.start()
+        hb_ready.wait(5)
+        if self.wait_for_heartbeat_s > 0:
+            self._heartbeat_seen.wait(self.wait_for_heartbeat_s)
+            time.sleep(0.2)  # let the subscriber's SUB finish connecting
+        t_start = time.monotonic()
+        try:
+            while True:
+                self._replay_once(pub)
+                if not self.loop or self._stop.is_set():
+                    break
+        finally:
+            self.stats.wall_s = time.monotonic() - t_start
+            self._stop.set()
+            hb.join(2)
+            pub.close()
+        return self.stats
+
+    def _send(self, pub, frames: list[bytes], count: int, pending: list) -> None:
+        f = self.faults.get(count)
+        if f is not None and f.kind == "stall":
+            time.sleep(f.seconds)
+            self.stats.faults_applied["stall"] = self.stats.faults_applied.get("stall", 0) + 1
+            f = None
+        if f is not None:
+            self.stats.faults_applied[f.kind] = self.stats.faults_applied.get(f.kind, 0) + 1
+            if f.kind == "drop":
+                return
+            if f.kind == "truncate":
+                frames = [frames[0], frames[1], frames[2][: len(frames[2]) // 2]]
+            elif f.kind == "corrupt":
+                frames = [frames[0], b"{ this is not JSON", frames[2]]
+            elif f.kind == "reorder":
+                pending.append(frames)  # sent after the next message
+                return
+            elif f.kind == "duplicate":
+                pub.send_multipart(frames)
+                self.stats.messages_sent += 1
+        pub.send_multipart(frames)
+        self.stats.messages_sent += 1
+        while pending and f is None:
+            pub.send_multipart(pending.pop())
+            self.stats.messages_sent += 1
+
+    def _replay_once(self, pub) -> None:
+        src = self.source
+        sizes = block_sizes(src.n_samples, src.sample_rate, self.block_samples, self.seed)
+        t0 = time.monotonic()
+        count = 0  # the plugin's message_num
+        message_num = 0
+        sample_offset = 0  # shifts sample numbers after an injected restart
+        word = 0
+        pending: list = []
+        ttl_i = 0
+        i0 = 0
+        names = src.channel_names
+        for n in sizes:
+            if self._stop.is_set():
+                return
+            i1 = i0 + int(n)
+            if self.speed:
+                due = t0 + i0 / (src.sample_rate * self.speed)
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            block = src.samples[i0:i1].astype(np.float32) * src.bit_volts[None, :]
+            ts = int(time.time() * 1000)
+            j = ttl_i
+            while j < len(src.ttl_samples) and src.ttl_samples[j] <= src.sample_numbers[i1 - 1]:
+                j += 1
+            n_messages = (j - ttl_i) + src.n_channels
+            # An injected restart takes effect at the start of the block that holds its message count:
+            # message_num starts again from 1 and sample numbers from 0, as when the GUI restarts.
+            hits = [
+                self.faults[c]
+                for c in range(count + 1, count + n_messages + 1)
+                if c in self.faults and self.faults[c].kind == "restart"
+            ]
+            if hits:
+                self.stats.faults_applied["restart"] = self.stats.faults_applied.get("restart", 0) + 1
+                message_num = 0
+                sample_offset = int(src.sample_numbers[i0])
+            first = int(src.sample_numbers[i0]) - sample_offset
+            for k in range(ttl_i, j):
+                count += 1
+                message_num += 1
+                line, state = int(src.ttl_lines[k]), int(src.ttl_states[k])
+                word = (word | (1 << line)) if state else (word & ~(1 << line))
+                frames = ttl_frames(
+                    message_num,
+                    src.stream_name,
+                    src.source_node,
+                    int(src.ttl_samples[k]) - sample_offset,
+                    line,
+                    state,
+                    word,
+                    ts,
+                )
+                self.stats.ttl_events += 1
+                self._send(pub, frames, count, pending)
+            ttl_i = j
+            for c in range(src.n_channels):
+                count += 1
+                message_num += 1
+                frames = data_frames(
+                    message_num,
+                    src.stream_name,
+                    c,
+                    block[:, c],
+                    first,
+                    src.sample_rate,
+                    ts,
+                    names[c] if self.send_channel_names else None,
+                )
+                self._send(pub, frames, count, pending)
+            self.stats.blocks += 1
+            self.stats.samples += int(n)
+            i0 = i1
