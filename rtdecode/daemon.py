@@ -272,17 +272,28 @@ class Daemon:
     def _put(self, item) -> None:
         if item[0] == "anomalies" and not item[1]:
             return
+        if item[0] != "block":
+            # TTLs and anomalies are tiny and rare, and losing one would lose a trial or hide a gap:
+            # wait for room rather than drop them.
+            while not self._stop.is_set():
+                try:
+                    self.queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            return
         try:
             self.queue.put_nowait(item)
         except queue.Full:
             self.counters["overruns"] += 1
-            if item[0] == "block":
-                first, data = item[1]
-                # The worker cannot see this block: mark its span so overlapping trials are degraded.
+            first, data = item[1]
+            # The worker cannot see this block: mark its span so overlapping trials are degraded.
+            while not self._stop.is_set():
                 try:
-                    self.queue.put(("lost", (first, first + len(data)), item[2]), timeout=1.0)
+                    self.queue.put(("lost", (first, first + len(data)), item[2]), timeout=0.1)
+                    break
                 except queue.Full:
-                    pass
+                    continue
         self.counters["queue_high_water"] = max(self.counters["queue_high_water"], self.queue.qsize())
 
     # -- worker ----------------------------------------------------------------------------------

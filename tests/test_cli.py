@@ -15,7 +15,22 @@ def run_cli(args):
 def test_help_lists_every_subcommand_with_one_line():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for cmd in ("simulate", "demo", "config", "session"):
+    for cmd in (
+        "simulate",
+        "demo",
+        "config",
+        "session",
+        "evaluate",
+        "build",
+        "bundle",
+        "engine",
+        "bench",
+        "serve",
+        "status",
+        "stop",
+        "watch",
+        "replay",
+    ):
         assert cmd in result.output
 
 

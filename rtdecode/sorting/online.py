@@ -24,6 +24,7 @@ class OnlineSorter:
         self.right = matcher.margin_right
         cap = self.left + max_block + self.right
         self.buf = np.zeros((cap, preprocessor.n_channels), dtype=np.float32)
+        self.counters = {"spikes": 0, "resets": 0}
         self.reset()
 
     def reset(self) -> None:
@@ -32,7 +33,6 @@ class OnlineSorter:
         self.n = 0  # valid rows in buf
         self.buf_start = None  # absolute sample of buf[0]
         self.done = None  # absolute sample up to which spikes have been emitted
-        self.counters = {"spikes": 0}
 
     @property
     def sorted_until(self) -> int | None:
@@ -44,6 +44,7 @@ class OnlineSorter:
         Returns (absolute spike samples, unit indices) finalised by this block. A block that does not
         continue the previous one resets the sorter (the caller reports the gap)."""
         if self.buf_start is not None and first_sample != self.buf_start + self.n:
+            self.counters["resets"] += 1
             self.reset()
         y = self.pre.process(block)
         n_new = len(y)

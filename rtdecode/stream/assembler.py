@@ -52,6 +52,7 @@ class BlockAssembler:
         self._cur_sample: int | None = None
         self._cur_n = 0
         self._next_channel = 0
+        self._skip_sample: int | None = None  # rest of a block already reported incomplete
         self.last_message_num: int | None = None
         self.expected_sample: int | None = None  # where the next block should start
         self.counters = {
@@ -151,6 +152,10 @@ class BlockAssembler:
                 )
             )
             return None, anomalies
+        if self._skip_sample is not None:
+            if msg.sample_num == self._skip_sample:
+                return None, anomalies  # the rest of a block already reported incomplete
+            self._skip_sample = None
         if msg.num_samples > len(self._buf):
             self._buf = np.empty((msg.num_samples, self.n_channels), dtype=np.float32)
         if self._cur_sample is not None and msg.sample_num != self._cur_sample:
@@ -179,6 +184,7 @@ class BlockAssembler:
                     )
                 )
                 self.expected_sample = msg.sample_num + msg.num_samples
+                self._skip_sample = msg.sample_num
                 return None, anomalies
             self._start_block(msg, anomalies)
         elif msg.channel_num != self._next_channel or msg.num_samples != self._cur_n:
@@ -192,6 +198,7 @@ class BlockAssembler:
                 )
             )
             self.expected_sample = self._cur_sample + self._cur_n
+            self._skip_sample = self._cur_sample
             self._reset_block()
             return None, anomalies
         self._buf[: msg.num_samples, msg.channel_num] = msg.samples

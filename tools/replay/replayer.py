@@ -209,6 +209,8 @@ class Replayer:
 
     def _send(self, pub, frames: list[bytes], count: int, pending: list) -> None:
         f = self.faults.get(count)
+        if f is not None and f.kind == "restart":
+            f = None  # applied at the start of its block (see _replay_once)
         if f is not None and f.kind == "stall":
             time.sleep(f.seconds)
             self.stats.faults_applied["stall"] = self.stats.faults_applied.get("stall", 0) + 1

@@ -1,0 +1,117 @@
+"""The replayer publishes what the GUI's ZMQ Interface plugin would, byte for byte."""
+
+import json
+import re
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+from rtdecode.replay.replayer import Fault, Replayer, block_sizes
+
+from .conftest import manifest
+
+
+def _port():
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        try:
+            with socket.socket() as s2:
+                s2.bind(("127.0.0.1", p + 1))
+            return p
+        except OSError:
+            continue
+
+
+def _collect(replayer, port, n):
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    req = ctx.socket(zmq.REQ)
+    req.connect(f"tcp://127.0.0.1:{port + 1}")
+    th = threading.Thread(target=replayer.run)
+    th.start()
+    time.sleep(0.2)
+    req.send(json.dumps({"application": "test", "uuid": "1", "type": "heartbeat"}).encode())
+    assert req.poll(5000)
+    reply = req.recv()
+    out = []
+    while len(out) < n and sub.poll(5000):
+        out.append(sub.recv_multipart())
+    replayer.stop()
+    th.join()
+    sub.close()
+    req.close()
+    return reply, out
+
+
+def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
+    from open_ephys.analysis import Session
+
+    m = manifest(small_animal)
+    port = _port()
+    r = Replayer(small_animal / "recording", port, speed=None, block_samples=500, wait_for_heartbeat_s=5)
+    reply, msgs = _collect(r, port, 16 * 40 + 20)
+    assert reply == b"heartbeat received"
+    oe = Session(str(small_animal / "recording")).recordnodes[0].recordings[0]
+    uv = oe.continuous[0].get_samples(0, 40 * 500)
+    first = m["first_sample_number"]
+    data = [x for x in msgs if x[0] == b"DATA\x00"]
+    for k, (_env, header, payload) in enumerate(data[: 16 * 40]):
+        block, ch = divmod(k, 16)
+        ts = re.search(rb'"timestamp": (\d+)', header).group(1).decode()
+        num = json.loads(header)["message_num"]
+        expected = (
+            "{\r\n"
+            f'  "message_num": {num},\r\n'
+            '  "type": "data",\r\n'
+            '  "content": {\r\n'
+            '    "stream": "ProbeA-AP",\r\n'
+            f'    "channel_num": {ch},\r\n'
+            '    "num_samples": 500,\r\n'
+            f'    "sample_num": {first + 500 * block},\r\n'
+            '    "sample_rate": 30000.0\r\n'
+            "  },\r\n"
+            '  "data_size": 2000,\r\n'
+            f'  "timestamp": {ts}\r\n'
+            "}"
+        ).encode()
+        assert header == expected
+        np.testing.assert_allclose(
+            np.frombuffer(payload, "<f4"),
+            uv[500 * block : 500 * (block + 1), ch].astype(np.float32),
+            rtol=1e-6,
+            atol=1e-4,
+        )
+    nums = [json.loads(x[1])["message_num"] for x in msgs]
+    assert nums == list(range(1, len(msgs) + 1))  # message_num from 1, every message counted
+    ttl = [x for x in msgs if x[0] == b"EVENT\x00"]
+    if ttl:  # the first onset falls within the first 20 blocks only for some seeds
+        assert ttl[0][2][:2] == bytes([m["ttl_line"], 1])
+
+
+def test_ttl_events_come_before_their_blocks_data(small_animal):
+    port = _port()
+    r = Replayer(small_animal / "recording", port, speed=None, wait_for_heartbeat_s=5)
+    _, msgs = _collect(r, port, 16 * 600)
+    for i, x in enumerate(msgs):
+        if x[0] == b"EVENT\x00":
+            sn = json.loads(x[1])["content"]["sample_num"]
+            nxt = json.loads(msgs[i + 1][1])["content"]
+            if msgs[i + 1][0] == b"DATA\x00":
+                assert nxt["channel_num"] == 0 and nxt["sample_num"] <= sn < nxt["sample_num"] + nxt["num_samples"]
+
+
+def test_block_sizes_and_fault_parsing():
+    sizes = block_sizes(300_000, 30000.0, None, seed=1)
+    assert sizes.sum() == 300_000 and 500 < sizes.mean() < 900 and sizes.std() > 10
+    assert (block_sizes(1000, 30000.0, 300) == [300, 300, 300, 100]).all()
+    assert Fault.parse("stall=10:0.5") == Fault("stall", 10, 0.5)
+    for bad in ("drop", "explode=3", "drop=x", "stall=4", "drop=0"):
+        with pytest.raises(ValueError):
+            Fault.parse(bad)
