@@ -55,6 +55,11 @@ class UnitFilter:
     quality: str | None = "good"
     require_valid_channel: bool = True
 
+    @classmethod
+    def no_quality(cls, area: str | None = None) -> UnitFilter:
+        """Keep every unit (of ``area``, or of every area), whatever its quality metrics."""
+        return cls(area=area, amplitude_cutoff_max=None, presence_ratio_min=None, isi_violations_max=None, quality=None)
+
 
 def _text(values) -> np.ndarray:
     """h5py text (bytes or str, possibly object arrays) -> numpy array of str."""

@@ -146,13 +146,7 @@ def session_info(
 
     f = UnitFilter(area=None if area == "all" else area)
     if no_quality_filter:
-        f = UnitFilter(
-            area=f.area,
-            amplitude_cutoff_max=None,
-            presence_ratio_min=None,
-            isi_violations_max=None,
-            quality=None,
-        )
+        f = UnitFilter.no_quality(f.area)
     with open_session(nwb, f) as s:
         all_units = s.all_units()
         units = s.units()

@@ -153,8 +153,48 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
         f"   bundle verified: {len(manifest['files'])} files, {manifest['n_units']} units, "
         f"held-out accuracy {manifest['heldout_accuracy']:.0%}"
     )
+    summary = run_online(bundle, target, out, console)
     console.print(
         f"\nDone. Report: {report_md}\nBundle: {bundle} (check it with `rtdecode bundle verify {bundle}`)\n"
-        "Not in this release yet: `rtdecode serve` and `rtdecode replay` (the online loop); the demo will "
-        "replay the recording through the daemon once they exist."
+        f"Decision log: {summary['log']}"
     )
+
+
+def run_online(bundle: Path, target: Path, out: Path, console: Console, speed: float = 1.0) -> dict:
+    """Serve the bundle and replay the target's recording through it; print the summary."""
+    from rtdecode.config import load_rig_config
+    from rtdecode.replay.session import replay_through_daemon
+
+    cfg = load_rig_config(Path(__file__).resolve().parent.parent / "rig_configs" / "replay_local.toml")
+    m = json.loads((target / "animal.json").read_text())
+    console.print(
+        f"5. Serving the bundle and replaying {target.name}'s recording ({m['duration_s']:.0f} s) at {speed:g} x "
+        f"real time through the ZMQ Interface protocol on {cfg.stream.host}:{cfg.stream.data_port} ..."
+    )
+    res = replay_through_daemon(bundle, target / m["recording"], cfg, out / "decisions.jsonl", speed=speed)
+    labels = pd.read_csv(target / m["stimulus_log"]).set_index("onset_sample").label
+    ok = [
+        d for d in res.decisions if d["status"] == "ok" and labels.get(d["onset_sample"]) in ("natural", "artificial")
+    ]
+    correct = sum(d["predicted_class"] == labels[d["onset_sample"]] for d in ok)
+    c = res.status["counters"]
+    lat = res.status["latency"]
+
+    def p(stage: str, digits: int) -> str:
+        return f"{lat[stage]['p50_ms']:.{digits}f} / {lat[stage]['p99_ms']:.{digits}f} ms" if stage in lat else "-"
+
+    table = Table(title="online decoding (rtdecode serve <- rtdecode replay)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for row in (
+        ("stimulus onsets / decisions", f"{c['onsets']} / {len(res.decisions)}"),
+        ("decoded / degraded", f"{len(res.decisions) - c['degraded']} / {c['degraded']}"),
+        ("accuracy vs simulator labels", f"{correct / max(len(ok), 1):.1%} ({correct}/{len(ok)})"),
+        ("latency block -> decision p50 / p99", p("total", 1)),
+        ("  of which inference p50 / p99", p("inference", 2)),
+        ("blocks / malformed / overruns", f"{c['blocks']} / {c['malformed']} / {c['overruns']}"),
+        ("backend", res.status["backend"]),
+    ):
+        table.add_row(*row)
+    console.print(table)
+    return {"log": res.log_path, "decisions": res.decisions, "status": res.status}

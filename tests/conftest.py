@@ -57,6 +57,24 @@ def realism_animal(tmp_path_factory) -> Path:
     return simulate(params, out)[0]
 
 
+def free_port_pair(exclude: tuple[int, ...] = ()) -> int:
+    """A loopback port p such that p and p + 1 are both free (ZMQ Interface data + heartbeat)."""
+    import socket
+
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p >= 65000 or {p - 1, p, p + 1} & set(exclude):
+            continue
+        try:
+            with socket.socket() as s2:
+                s2.bind(("127.0.0.1", p + 1))
+            return p
+        except OSError:
+            continue
+
+
 def manifest(folder: Path) -> dict:
     return json.loads((folder / "animal.json").read_text())
 

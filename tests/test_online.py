@@ -1,35 +1,27 @@
 """End to end on loopback: replayer -> daemon -> decisions, faults, mismatched streams, the plugin."""
 
 import json
-import socket
-import threading
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from rtdecode.offline.openephys_writer import BinaryRecordingWriter
-from rtdecode.replay.replayer import Fault, Replayer
+from rtdecode.replay.replayer import Fault
+from rtdecode.replay.session import replay_through_daemon
 
-from rtdecode.client import DecisionClient, control_request
+from rtdecode.client import control_request
 from rtdecode.config import parse_rig_config
 from rtdecode.daemon import Daemon
 
+from .conftest import free_port_pair
+
 
 def free_ports(n_pairs=3):
-    """Ports p with p and p + 1 free, for the data/heartbeat pair and the daemon's sockets."""
-    out = []
+    """Distinct port pairs (p, p + 1) for the data/heartbeat pair and the daemon's sockets."""
+    out: list[int] = []
     while len(out) < n_pairs:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p < 65000 and p not in out and p - 1 not in out and p + 1 not in out:
-            try:
-                with socket.socket() as s2:
-                    s2.bind(("127.0.0.1", p + 1))
-                out.append(p)
-            except OSError:
-                continue
+        out.append(free_port_pair(tuple(out)))
     return out
 
 
@@ -63,43 +55,30 @@ class FakeProcessor:
         self.events.append((line, bool(state)))
 
 
-def run_session(bundle, recording, cfg, tmp_path, faults=(), speed=1.0, plugin_env=None, monkeypatch=None):
-    log = tmp_path / "decisions.jsonl"
-    messages = []
-    daemon = Daemon(cfg, bundle, log, log=messages.append)
-    daemon.start()
-    decisions = []
+def run_session(bundle, recording, cfg, tmp_path, faults=(), speed=1.0, monkeypatch=None):
+    """Replay through a real daemon on loopback (rtdecode.replay.session); with ``monkeypatch`` the
+    live rig plugin, driven by a fake processor handle, listens to the same decisions."""
     plugin = None
     if monkeypatch is not None:
         monkeypatch.setenv("RTDECODE_DECISIONS", f"tcp://127.0.0.1:{cfg.outputs.decision_port}")
         from rtdecode.plugins.openephys_python_processor import PyProcessor
 
         plugin = PyProcessor(FakeProcessor(), cfg.stream.channel_count, 30000.0)
-    client = DecisionClient(f"tcp://127.0.0.1:{cfg.outputs.decision_port}")
-    time.sleep(0.3)
-    replayer = Replayer(recording, cfg.stream.data_port, speed=speed, faults=list(faults), wait_for_heartbeat_s=10)
-    th = threading.Thread(target=replayer.run)
-    th.start()
     block = np.zeros((cfg.stream.channel_count, 700), np.float32)
-    last_new = time.monotonic()
-    status = None
-    while time.monotonic() - last_new < 4.0 or th.is_alive():
-        d = client.poll(50)
+    live = {}
+
+    def tick():
         if plugin is not None:
             plugin.process(block)
-        if d is not None:
-            decisions.append(d)
-            last_new = time.monotonic()
-        if status is None and decisions:
-            status = control_request(f"tcp://127.0.0.1:{cfg.outputs.control_port}", "status")
-    th.join()
-    for _ in range(5):
-        if plugin is not None:
-            plugin.process(block)
-    daemon.stop()
-    daemon.wait()
-    client.close()
-    return decisions, daemon.status(), replayer.stats, plugin, log, messages, status
+        if "status" not in live and time.monotonic() - live.setdefault("t0", time.monotonic()) > 5:
+            live["status"] = control_request(f"tcp://127.0.0.1:{cfg.outputs.control_port}", "status")
+
+    res = replay_through_daemon(
+        bundle, recording, cfg, tmp_path / "decisions.jsonl", speed=speed, faults=list(faults), on_tick=tick
+    )
+    for _ in range(5):  # later blocks turn the last pulses OFF
+        tick()
+    return res.decisions, res.status, res.replay, plugin, res.log_path, res.messages, live.get("status")
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +116,7 @@ def test_every_onset_yields_exactly_one_decision(clean_run):
             <= lat["published"]
         )
         assert set(d["probabilities"]) == {"natural", "artificial"}
-    assert live_status["state"] == "running" and "total" in live_status["latency"] or live_status["counters"]
+    assert live_status["state"] == "running" and live_status["counters"]["blocks"] > 0
     print(
         f"online: {len(decisions)} decisions; latency p50/p99 total "
         f"{status['latency']['total']['p50_ms']:.1f}/{status['latency']['total']['p99_ms']:.1f} ms, inference "

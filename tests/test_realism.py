@@ -21,10 +21,7 @@ FS = 30000.0
 def _responses(folder):
     """R (trials x units, Hz, 30-280 ms after onset), stimuli S and labels, read from the NWB."""
     m = manifest(folder)
-    no_filter = UnitFilter(
-        area=None, amplitude_cutoff_max=None, presence_ratio_min=None, isi_violations_max=None, quality=None
-    )
-    with open_session(folder / m["nwb"], no_filter) as s:
+    with open_session(folder / m["nwb"], UnitFilter.no_quality()) as s:
         units = s.all_units().sort_values("row")
         trials = s.trials()
         trains = [seconds_to_samples(st, FS) for _, st in s.iter_spike_times(units.id)]

@@ -2,7 +2,6 @@
 
 import json
 import re
-import socket
 import threading
 import time
 
@@ -11,20 +10,7 @@ import pytest
 import zmq
 from rtdecode.replay.replayer import Fault, Replayer, block_sizes
 
-from .conftest import manifest
-
-
-def _port():
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        try:
-            with socket.socket() as s2:
-                s2.bind(("127.0.0.1", p + 1))
-            return p
-        except OSError:
-            continue
+from .conftest import free_port_pair, manifest
 
 
 def _collect(replayer, port, n):
@@ -54,7 +40,7 @@ def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
     from open_ephys.analysis import Session
 
     m = manifest(small_animal)
-    port = _port()
+    port = free_port_pair()
     r = Replayer(small_animal / "recording", port, speed=None, block_samples=500, wait_for_heartbeat_s=5)
     reply, msgs = _collect(r, port, 16 * 40 + 20)
     assert reply == b"heartbeat received"
@@ -96,7 +82,7 @@ def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
 
 
 def test_ttl_events_come_before_their_blocks_data(small_animal):
-    port = _port()
+    port = free_port_pair()
     r = Replayer(small_animal / "recording", port, speed=None, wait_for_heartbeat_s=5)
     _, msgs = _collect(r, port, 16 * 600)
     for i, x in enumerate(msgs):

@@ -131,14 +131,7 @@ def test_nwb_read_by_our_reader(small_animal):
         assert sg.is_blank.sum() == (log.family.eq("static_gratings") & log.label.eq("blank")).sum()
         units = s.units()
         assert set(units.location) == {"VISp"}
-        no_filter = UnitFilter(
-            area=None,
-            amplitude_cutoff_max=None,
-            presence_ratio_min=None,
-            isi_violations_max=None,
-            quality=None,
-        )
-        with open_session(small_animal / m["nwb"], no_filter) as unfiltered:
+        with open_session(small_animal / m["nwb"], UnitFilter.no_quality()) as unfiltered:
             everything = unfiltered.units()
         assert len(everything) == m["units"]
         assert set(everything.location) == {"VISp", "CA1"}
