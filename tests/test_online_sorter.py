@@ -1,0 +1,70 @@
+"""Online sorting against the bundle's templates: chunking does not change the result; engines agree
+with ground truth."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from rtdecode.replay.replayer import RecordingSource
+
+from rtdecode.bundle import Bundle
+from rtdecode.sorting.matcher import TemplateMatcher
+from rtdecode.sorting.online import OnlineSorter
+from rtdecode.sorting.preprocess import StreamingPreprocessor
+from rtdecode.sorting.spikeinterface_engine import SpikeInterfaceMatcher
+
+SECONDS = 15
+
+
+def _sort(bundle, src, matcher, block):
+    sorter = OnlineSorter(matcher, StreamingPreprocessor(src.n_channels, src.sample_rate))
+    n = int(SECONDS * src.sample_rate)
+    out_s, out_u = [], []
+    for i0 in range(0, n, block):
+        i1 = min(n, i0 + block)
+        s, u = sorter.process(src.samples[i0:i1].astype(np.float32) * src.bit_volts, int(src.sample_numbers[i0]))
+        out_s.append(s)
+        out_u.append(u)
+    return np.concatenate(out_s) - int(src.sample_numbers[0]), np.concatenate(out_u), sorter.sorted_until
+
+
+def _accuracy(bundle, animal, samples, units, until):
+    from spikeinterface.comparison import compare_sorter_to_ground_truth
+    from spikeinterface.core import NumpySorting
+
+    gt = np.load(animal / "ground_truth" / "spikes.npy")
+    ids = pd.read_csv(animal / "ground_truth" / "units.csv").unit_id.to_numpy()
+    keep = gt["sample_index"] < until
+    gts = NumpySorting.from_samples_and_labels(
+        [gt["sample_index"][keep]], [ids[gt["unit_index"][keep]]], 30000.0, unit_ids=ids
+    )
+    found = NumpySorting.from_samples_and_labels([samples], [bundle.unit_ids[units]], 30000.0, unit_ids=bundle.unit_ids)
+    perf = compare_sorter_to_ground_truth(gts, found, exhaustive_gt=True).get_performance()
+    snr = pd.read_csv(animal / "ground_truth" / "units.csv").set_index("unit_id").snr
+    return float(perf.accuracy.astype(float)[snr.reindex(perf.index) > 8].mean())
+
+
+@pytest.fixture(scope="module")
+def source(three_animals):
+    return RecordingSource(three_animals[2] / "recording")
+
+
+def test_our_matcher_is_chunk_size_invariant_and_finds_the_units(bundle, source, three_animals):
+    b = Bundle.load(bundle)
+    m = TemplateMatcher(b.templates, b.nbefore, b.sparsity, b.noise_levels, b.channel_positions)
+    s1, u1, until = _sort(b, source, m, 300)
+    s2, u2, _ = _sort(b, source, m, 1111)
+    np.testing.assert_array_equal(s1[s1 < until - 2000], s2[s2 < until - 2000])
+    np.testing.assert_array_equal(u1[s1 < until - 2000], u2[s2 < until - 2000])
+    acc = _accuracy(b, three_animals[2], s1, u1, until - int(source.sample_numbers[0]))
+    print(f"rtdecode matcher: mean accuracy {acc:.2f} on units with SNR > 8")
+    assert acc > 0.7
+
+
+@pytest.mark.parametrize("engine", ["nearest", "tdc-peeler"])
+def test_spikeinterface_engines_run_online(bundle, source, three_animals, engine):
+    b = Bundle.load(bundle)
+    m = SpikeInterfaceMatcher(b, engine, 5.0, 30000.0)
+    s, u, until = _sort(b, source, m, 700)
+    acc = _accuracy(b, three_animals[2], s, u, until - int(source.sample_numbers[0]))
+    print(f"{engine}: mean accuracy {acc:.2f} on units with SNR > 8")
+    assert len(s) > 100 and acc > 0.4
