@@ -59,7 +59,6 @@ class AllenSessionData:
 
 def write_allen_session_nwb(path: str | Path, data: AllenSessionData) -> Path:
     """Write ``data`` to ``path`` with pynwb; returns the path."""
-    from hdmf.backends.hdf5 import H5DataIO  # noqa: F401  (pynwb's HDF5 backend)
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.epoch import TimeIntervals
     from pynwb.file import Subject

@@ -26,7 +26,7 @@ import datetime as dt
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,6 @@ class SimulationParams:
     non_visual_fraction: float = 0.15  # units placed outside VISp (deepest part of the shank)
     bad_unit_fraction: float = 0.12  # units whose quality metrics fail the Allen defaults
     chunk_s: float = 10.0
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         checks = {

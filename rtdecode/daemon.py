@@ -420,7 +420,12 @@ class Daemon:
         o = self.cfg.outputs
         rep = self.ctx.socket(zmq.REP)
         rep.setsockopt(zmq.LINGER, 0)
-        rep.bind(f"tcp://{o.bind_host}:{o.control_port}")
+        try:
+            rep.bind(f"tcp://{o.bind_host}:{o.control_port}")
+        except zmq.ZMQError as err:
+            rep.close()
+            self.fail(f"cannot bind the control socket {o.bind_host}:{o.control_port}: {err}")
+            return
         try:
             while not self._stop.is_set():
                 if not rep.poll(100):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import zmq
 
+from rtdecode.errors import RtdecodeError
+
 TOPIC = b"decision"
 
 
@@ -22,7 +24,14 @@ class DecisionPublisher:
         self.sock = self.ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.setsockopt(zmq.SNDHWM, 10000)
-        self.sock.bind(address)
+        try:
+            self.sock.bind(address)
+        except zmq.ZMQError as err:
+            self.sock.close()
+            raise RtdecodeError(
+                f"cannot bind the decision socket {address}: {err} (another daemon running? "
+                "choose another outputs.decision_port in the rig config)"
+            ) from None
         self.address = address
         self.seq = 0
         self.log_path = Path(log_path) if log_path else None

@@ -186,7 +186,14 @@ class Replayer:
         pub = self._ctx.socket(zmq.PUB)
         pub.setsockopt(zmq.LINGER, 1000)
         pub.setsockopt(zmq.SNDHWM, 0)  # never drop silently on our side (the plugin uses libzmq defaults)
-        pub.bind(f"tcp://{self.host}:{self.port}")
+        try:
+            pub.bind(f"tcp://{self.host}:{self.port}")
+        except zmq.ZMQError as err:
+            pub.close()
+            raise RecordingError(
+                f"cannot bind tcp://{self.host}:{self.port} for replay: {err} (is the GUI or "
+                "another replayer using it? choose another --port)"
+            ) from None
         hb_ready = threading.Event()
         hb = threading.Thread(target=self._heartbeat_loop, args=(hb_ready,), daemon=True, name="replay-heartbeat")
         hb.start()
