@@ -77,7 +77,7 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
     console.rule("rtdecode demo")
     console.print(
         f"1. Simulating {DEMO_ANIMALS} animals ({DEMO_CHANNELS} channels, {DEMO_UNITS} units, "
-        f"{DEMO_REPEATS} repeats of 118 scenes + 120 gratings) into {out}/ ..."
+        f"{DEMO_REPEATS} repeat(s) of 118 scenes + 120 gratings) into {out}/ ..."
     )
     params = SimulationParams(
         animals=DEMO_ANIMALS, channels=DEMO_CHANNELS, units=DEMO_UNITS, repeats=DEMO_REPEATS, seed=seed
