@@ -39,8 +39,8 @@ app.add_typer(engine_app, name="engine")
 bench_app = typer.Typer(help="Benchmarks that print ratios measured side by side.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # never break paths across lines
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def progress_bar() -> Progress:

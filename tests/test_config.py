@@ -110,10 +110,15 @@ def test_toml_syntax_error(tmp_path):
         load_rig_config(p)
 
 
-def test_cli_config_check_ok():
-    result = CliRunner().invoke(app, ["config", "check", str(RIG_CONFIGS[0])])
+def test_cli_config_check_ok(tmp_path):
+    # A long path: the console must not wrap it (CI clones live deeper than dev checkouts).
+    deep = tmp_path / ("rig-configs-of-a-lab-with-a-very-long-directory-name-" * 2)
+    deep.mkdir()
+    cfg = deep / RIG_CONFIGS[0].name
+    cfg.write_text(RIG_CONFIGS[0].read_text())
+    result = CliRunner().invoke(app, ["config", "check", str(cfg)])
     assert result.exit_code == 0, result.output
-    assert "valid rig config" in result.output and "data_port" in result.output
+    assert f"{cfg} is a valid rig config" in result.output and "data_port" in result.output
 
 
 def test_cli_config_check_bad_file_has_no_traceback(tmp_path):
