@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rtdecode.offline import natural_images, population
+from rtdecode.offline.extracellular import spike_vector, unit_templates, voltage_recording
 from rtdecode.offline.nwb_writer import AllenSessionData, write_allen_session_nwb
 from rtdecode.offline.openephys_writer import NEUROPIXELS_AP_BIT_VOLTS, BinaryRecordingWriter
 from rtdecode.offline.probe import neuropixels1_probe
@@ -197,9 +198,6 @@ def simulate_animal(
     progress=None,
 ) -> Path:
     """Simulate animal ``index`` into ``out_dir / f"M{index}"``; returns that folder."""
-    from spikeinterface.core import NumpySorting, generate_templates
-    from spikeinterface.generation import InjectTemplatesRecording, NoiseGeneratorRecording
-
     name = f"M{index}"
     adir = out_dir / name
     if adir.exists():
@@ -214,17 +212,7 @@ def simulate_animal(
     # Probe, units, templates
     probe = neuropixels1_probe(params.channels)
     unit_pos, channel_area = _unit_layout(rng, probe, params.units, params.non_visual_fraction)
-    ms_before, ms_after = 1.0, 3.0
-    templates = generate_templates(
-        probe.contact_positions,
-        unit_pos,
-        fs,
-        ms_before,
-        ms_after,
-        seed=int(rng.integers(2**31)),
-        unit_params={"alpha": (150.0, 600.0)},
-    ).astype(np.float32)
-    nbefore = int(round(ms_before * fs / 1000))
+    templates, nbefore = unit_templates(probe.contact_positions, unit_pos, fs, int(rng.integers(2**31)))
     peak_channel = np.abs(templates).max(axis=1).argmax(axis=1)
     unit_area = channel_area[peak_channel]
 
@@ -255,25 +243,9 @@ def simulate_animal(
     snr = peak_amp / noise_levels[peak_channel]
 
     # Recording
-    spike_vec = _spike_vector(samples, amp_factor)
+    spike_vec = spike_vector(samples, amp_factor)
     if params.write_recording:
-        sorting = NumpySorting.from_samples_and_labels([spike_vec["sample_index"]], [spike_vec["unit_index"]], fs)
-        noise = NoiseGeneratorRecording(
-            num_channels=params.channels,
-            sampling_frequency=fs,
-            durations=[n_samples / fs],
-            noise_levels=noise_levels.astype(np.float32),
-            seed=int(rng.integers(2**31)),
-            strategy="on_the_fly",
-        )
-        rec = InjectTemplatesRecording(
-            sorting,
-            templates,
-            nbefore=nbefore,
-            parent_recording=noise,
-            amplitude_factor=spike_vec["amplitude"],
-            num_samples=[n_samples],
-        )
+        rec = voltage_recording(spike_vec, templates, nbefore, noise_levels, n_samples, fs, int(rng.integers(2**31)))
         offsets = rng.normal(0, 25.0, params.channels)
         cm_rng = np.random.default_rng(np.random.SeedSequence([params.seed, index, 0xC0]))
         writer = BinaryRecordingWriter(
@@ -431,16 +403,6 @@ def _shift(df: pd.DataFrame, t0: float) -> pd.DataFrame:
     out["start_time"] = out.start_time + t0
     out["stop_time"] = out.stop_time + t0
     return out.reset_index(drop=True)
-
-
-def _spike_vector(samples: list[np.ndarray], amp_factor: list[np.ndarray]) -> np.ndarray:
-    """SpikeInterface-style structured spikes, sorted by sample."""
-    dtype = [("sample_index", "int64"), ("unit_index", "int64"), ("amplitude", "float32")]
-    vec = np.zeros(sum(len(s) for s in samples), dtype=dtype)
-    vec["sample_index"] = np.concatenate(samples)
-    vec["unit_index"] = np.repeat(np.arange(len(samples)), [len(s) for s in samples])
-    vec["amplitude"] = np.concatenate(amp_factor)
-    return vec[np.argsort(vec["sample_index"], kind="stable")]
 
 
 def _unit_metrics(

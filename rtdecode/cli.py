@@ -485,6 +485,12 @@ def status(rig: Annotated[Path, typer.Option("--rig", help="rig config TOML of t
     if st.get("failure"):
         console.print(f"failure: {st['failure']}")
     console.print("counters: " + ", ".join(f"{k} {v}" for k, v in st["counters"].items()))
+    cap = st.get("capacity") or {}
+    if cap.get("realtime_factor"):
+        console.print(
+            f"capacity: {cap['stream_s']:.1f} s of stream in {cap['worker_busy_s']:.1f} s of worker time "
+            f"= {cap['realtime_factor']:.1f} x real time"
+        )
     table = Table(title="latency per stage (ms)")
     for col in ("stage", "p50", "p99", "n"):
         table.add_column(col)

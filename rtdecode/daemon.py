@@ -130,6 +130,8 @@ class Daemon:
             "queue_high_water": 0,
         }
         self.latencies = {k: [] for k in STAGES}
+        self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
+        self.samples_processed = 0
         self.stream_start: int | None = None
         self.stream_checked = False
         self._stop = threading.Event()
@@ -146,6 +148,8 @@ class Daemon:
         rng = np.random.default_rng(0)
         noise = rng.normal(0, 1, (n, self.cfg.stream.channel_count)).astype(np.float32) * self.bundle.noise_levels
         m.find(noise, m.margin_left, n - m.margin_right)  # numba engines compile here, not on live data
+        pre = self.sorter.pre
+        StreamingPreprocessor(pre.n_channels, pre.sample_rate, pre.highpass_hz, pre.order, pre.reference).process(noise)
 
     def start(self) -> None:
         self.publisher.log_event(
@@ -305,11 +309,15 @@ class Daemon:
                 if self._stop.is_set() and (self._receiver_done.is_set() or self.state == "failed"):
                     return
                 continue
+            t0 = time.monotonic_ns()
             try:
                 self._handle(kind, payload, t_arrival)
             except Exception as err:  # never die on one bad item: count, log, go on
                 self.counters["malformed"] += 1
                 self.log(f"warning: could not process {kind}: {type(err).__name__}: {err}")
+            self.busy_ns += time.monotonic_ns() - t0
+            if kind == "block":
+                self.samples_processed += len(payload[1])
 
     def _handle(self, kind: str, payload, t_arrival: int) -> None:
         if kind == "ttl":
@@ -468,5 +476,12 @@ class Daemon:
                 "spikes": self.sorter.counters["spikes"],
             },
             "latency": pct,
+            "capacity": {
+                "stream_s": self.samples_processed / self.cfg.stream.sample_rate,
+                "worker_busy_s": self.busy_ns / 1e9,
+                "realtime_factor": (self.samples_processed / self.cfg.stream.sample_rate) / (self.busy_ns / 1e9)
+                if self.busy_ns
+                else None,
+            },
             "decision_log": str(self.log_path),
         }

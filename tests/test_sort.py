@@ -29,6 +29,25 @@ def test_streaming_preprocessing_is_chunk_size_independent():
         pre.process(x[:, :5])
 
 
+@pytest.mark.parametrize("n_channels", [5, 6, 383, 384])
+@pytest.mark.parametrize("reference", ["median", "average", "none"])
+def test_streaming_preprocessing_equals_sosfilt_and_numpy_reference(n_channels, reference):
+    """The fused numba kernel is scipy's sosfilt followed by np.median / np.mean across channels."""
+    from scipy.signal import sosfilt
+
+    rng = np.random.default_rng(n_channels)
+    x = (rng.normal(0, 10, (3000, n_channels)) + 300).astype(np.float32)
+    x[::5, : n_channels // 2] = 0.0  # ties in the median
+    pre = StreamingPreprocessor(n_channels, 30000.0, reference=reference)
+    got = np.concatenate([pre.process(x[:1]), pre.process(x[1:1000]), pre.process(x[1000:])])
+    want, _ = sosfilt(pre.sos, x.astype(np.float64), axis=0, zi=pre._zi0[:, :, None] * x[0][None, None, :])
+    if reference == "median":
+        want -= np.median(want, axis=1, keepdims=True)
+    elif reference == "average":
+        want -= want.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
 def test_ground_truth_templates_on_daemon_preprocessing(small_animal, tmp_path):
     m = json.loads((small_animal / "animal.json").read_text())
     rec = read_recording(small_animal / m["recording"], small_animal / "probe.json")

@@ -1,17 +1,109 @@
 """Streaming preprocessing with carried state: causal high-pass and common reference.
 
 SpikeInterface's filters are zero-phase and stateless per chunk (forward-backward with a
-margin), which a live stream cannot do. Here a Butterworth high-pass in second-order sections is
-run with ``scipy.signal.sosfilt`` carrying its ``zi`` state from one chunk to the next, so
-processing a recording in chunks of any size gives exactly the same output as processing it
-whole. A common median (or average) reference across channels follows. The builder computes
-templates on exactly this preprocessing, and the daemon runs it live.
+margin), which a live stream cannot do. Here a Butterworth high-pass in second-order sections
+(designed by ``scipy.signal.butter``) runs causally, carrying its state from one chunk to the
+next, so processing a recording in chunks of any size gives exactly the same output as
+processing it whole. A common median (or average) reference across channels follows. The
+builder computes templates on exactly this preprocessing, and the daemon runs it live.
+
+The arithmetic is ``scipy.signal.sosfilt`` (direct form II transposed, float64 state) followed by
+``np.median`` across channels, fused into one numba kernel that walks the (samples, channels)
+chunk once: the inner loops run over contiguous channels, and the median is an exact selection
+with branch-free partitions. At 384 channels this is several times cheaper than ``sosfilt`` plus
+``np.median`` (``rtdecode bench online`` prints the ratio); tests hold it equal to them.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import butter, sosfilt, sosfilt_zi
+from numba import njit
+from scipy.signal import butter, sosfilt_zi
+
+REFERENCES = {"none": 0, "median": 1, "average": 2}
+
+
+@njit(cache=True, nogil=True)
+def _kth_smallest(a, n, k, b):  # pragma: no cover - compiled
+    """The k-th smallest (0-based) of a[:n]; ``a`` and ``b`` are scratch buffers (overwritten)."""
+    while n > 16:
+        x0 = a[0]
+        x1 = a[n >> 1]
+        x2 = a[n - 1]
+        p = max(min(x0, x1), min(max(x0, x1), x2))
+        nl = 0
+        nr = 0
+        for i in range(n):  # branch-free three-way partition: < p stays in a, > p goes to b
+            v = a[i]
+            a[nl] = v
+            b[nr] = v
+            nl += v < p
+            nr += v > p
+        if k < nl:
+            n = nl
+        elif k < n - nr:
+            return p
+        else:
+            k -= n - nr
+            n = nr
+            a, b = b, a
+    for i in range(1, n):
+        v = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+    return a[k]
+
+
+@njit(cache=True, nogil=True)
+def _highpass_reference(x, sos, zi, mode, out):  # pragma: no cover - compiled
+    """Filter x (samples, channels) with ``sos`` from state ``zi`` (sections, 2, channels; updated
+    in place), subtract the per-sample median (mode 1) or mean (mode 2), write float32 ``out``."""
+    n, C = x.shape
+    n_sections = sos.shape[0]
+    w = np.empty(C, np.float64)
+    a = np.empty(C, np.float64)
+    b = np.empty(C, np.float64)
+    half = C // 2
+    for t in range(n):
+        for c in range(C):
+            w[c] = x[t, c]
+        for s in range(n_sections):
+            b0 = sos[s, 0]
+            b1 = sos[s, 1]
+            b2 = sos[s, 2]
+            a1 = sos[s, 4]
+            a2 = sos[s, 5]
+            for c in range(C):
+                xi = w[c]
+                yi = b0 * xi + zi[s, 0, c]
+                zi[s, 0, c] = b1 * xi - a1 * yi + zi[s, 1, c]
+                zi[s, 1, c] = b2 * xi - a2 * yi
+                w[c] = yi
+        ref = 0.0
+        if mode == 1:
+            for c in range(C):
+                a[c] = w[c]
+            if C % 2 == 1:
+                ref = _kth_smallest(a, C, half, b)
+            else:  # mean of the two middle values: the lower by selection, the upper by one pass
+                lower = _kth_smallest(a, C, half - 1, b)
+                n_le = 0
+                upper = np.inf
+                for c in range(C):
+                    v = w[c]
+                    n_le += v <= lower
+                    if v > lower and v < upper:
+                        upper = v
+                ref = 0.5 * (lower + (lower if n_le > half else upper))
+        elif mode == 2:
+            for c in range(C):
+                ref += w[c]
+            ref /= C
+        for c in range(C):
+            out[t, c] = w[c] - ref
 
 
 class StreamingPreprocessor:
@@ -25,7 +117,7 @@ class StreamingPreprocessor:
         order: int = 3,
         reference: str = "median",
     ) -> None:
-        if reference not in ("median", "average", "none"):
+        if reference not in REFERENCES:
             raise ValueError(f"reference must be 'median', 'average' or 'none', got {reference!r}")
         if not 0 < highpass_hz < sample_rate / 2:
             raise ValueError(f"highpass_hz must be in (0, {sample_rate / 2}), got {highpass_hz}")
@@ -34,7 +126,8 @@ class StreamingPreprocessor:
         self.highpass_hz = float(highpass_hz)
         self.order = int(order)
         self.reference = reference
-        self.sos = butter(order, highpass_hz, btype="highpass", fs=sample_rate, output="sos")
+        self._mode = REFERENCES[reference]
+        self.sos = np.ascontiguousarray(butter(order, highpass_hz, btype="highpass", fs=sample_rate, output="sos"))
         self._zi0 = sosfilt_zi(self.sos)  # (sections, 2), step response steady state
         self.zi: np.ndarray | None = None
 
@@ -42,28 +135,29 @@ class StreamingPreprocessor:
         """Forget the filter state (e.g. when acquisition restarts)."""
         self.zi = None
 
-    def process(self, chunk: np.ndarray) -> np.ndarray:
-        """Filter one (samples, channels) chunk, continuing from the previous one."""
-        x = np.asarray(chunk, dtype=np.float32)
+    def process(self, chunk: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Filter one (samples, channels) chunk, continuing from the previous one.
+
+        ``out`` (float32, same shape) may be given to write into preallocated memory."""
+        x = np.ascontiguousarray(chunk, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_channels:
             raise ValueError(f"chunk must be (samples, {self.n_channels}), got {x.shape}")
+        if out is None:
+            out = np.empty(x.shape, dtype=np.float32)
+        elif out.shape != x.shape or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 {x.shape}, got {out.dtype} {out.shape}")
         if x.shape[0] == 0:
-            return x.copy()
+            return out
         if self.zi is None:
             # Start in steady state for each channel's first value (no onset transient from the DC offset).
-            self.zi = (self._zi0[:, :, None] * x[0][None, None, :]).astype(np.float64)
-        y, self.zi = sosfilt(self.sos, x, axis=0, zi=self.zi)
-        y = y.astype(np.float32)
-        if self.reference == "median":
-            y -= np.median(y, axis=1, keepdims=True)
-        elif self.reference == "average":
-            y -= y.mean(axis=1, keepdims=True)
-        return y
+            self.zi = np.ascontiguousarray(self._zi0[:, :, None] * x[0][None, None, :], dtype=np.float64)
+        _highpass_reference(x, self.sos, self.zi, self._mode, out)
+        return out
 
     def describe(self) -> dict:
         return {
             "highpass_hz": self.highpass_hz,
             "order": self.order,
             "reference": self.reference,
-            "filter": "butterworth sos, causal (sosfilt with carried state)",
+            "filter": "butterworth sos, causal (sosfilt arithmetic with carried state)",
         }
