@@ -152,7 +152,7 @@ def bench_inference(
     }
 
 
-def machine() -> dict:
+def machine(packages: tuple[str, ...] = ("rtdecode", "numpy", "torch", "onnxruntime")) -> dict:
     import importlib.metadata as md
 
     def v(p):
@@ -167,7 +167,7 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_average": os.getloadavg(),
-        "versions": {p: v(p) for p in ("rtdecode", "numpy", "torch", "onnxruntime")},
+        "versions": {p: v(p) for p in packages},
     }
 
 

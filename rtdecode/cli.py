@@ -427,6 +427,86 @@ def bench_offline(
     console.print(f"results: {out}")
 
 
+@bench_app.command("online")
+def bench_online(
+    out: Annotated[Path, typer.Option(help="results JSON")] = Path("bench_results/online.json"),
+    channels: Annotated[str, typer.Option(help="comma-separated channel counts for the sorting sweep")] = "64,384,1536",
+    duration: Annotated[float, typer.Option(help="seconds of stream per channel count")] = 10.0,
+    engines: Annotated[str, typer.Option(help="comma-separated: rtdecode, tdc-peeler, nearest")] = ",".join(
+        ("rtdecode", "tdc-peeler", "nearest")
+    ),
+    si_max_channels: Annotated[int, typer.Option(help="run SpikeInterface engines up to this many channels")] = 384,
+    whole_path_channels: Annotated[int, typer.Option(help="channels of the whole-path run (0: skip it)")] = 384,
+    whole_path_duration: Annotated[float, typer.Option(help="seconds of stream replayed through the daemon")] = 30.0,
+    image_size: Annotated[int, typer.Option(help="timing bundle's model input size (the rig's: 224)")] = 224,
+    speed: Annotated[str, typer.Option(help="replay speed of the whole-path run: 1 (real time), N, or max")] = "1",
+    seed: Annotated[int, typer.Option(help="seed of the synthetic streams")] = 0,
+) -> None:
+    """Online sorting vs SpikeInterface engines at 64/384/1536 channels, and the whole daemon path."""
+    from rtdecode.offline.bench_online import ENGINES, run_online_bench
+
+    try:
+        chans = [int(c) for c in channels.split(",") if c.strip()]
+        names = [e.strip() for e in engines.split(",") if e.strip()]
+        rate = None if speed == "max" else float(speed)
+    except ValueError:
+        raise typer.BadParameter(
+            f"--channels {channels!r} / --speed {speed!r}: expected integers / a number or max"
+        ) from None
+    unknown = [e for e in names if e not in ENGINES]
+    if unknown or not chans or min(chans) < 8:
+        raise typer.BadParameter(
+            f"--engines {engines!r} / --channels {channels!r}: engines from {', '.join(ENGINES)}, channel counts >= 8"
+        )
+    r = run_online_bench(
+        out,
+        chans,
+        duration,
+        names,
+        si_max_channels,
+        whole_path_channels,
+        whole_path_duration,
+        image_size,
+        rate,
+        seed,
+        log=lambda m: err_console.print(m, highlight=False),
+    )
+    table = Table(title=f"online sorting, {duration:g} s per stream ({r['machine']['cpus']} CPUs)")
+    for col in ("channels", "units", "engine", "x real time", "preproc s", "match s", "acc", "acc SNR>=5"):
+        table.add_column(col, justify="right")
+    for row in r["sorting"]:
+        a5 = row["mean_accuracy_snr5"]
+        table.add_row(
+            str(row["channels"]),
+            str(row["units"]),
+            row["engine"],
+            f"{row['realtime_factor']:.2f}",
+            f"{row['preprocess_s']:.2f}",
+            f"{row['match_s']:.2f}",
+            f"{row['mean_accuracy']:.2f}",
+            "-" if a5 is None else f"{a5:.2f}",
+        )
+    console.print(table)
+    w = r.get("whole_path")
+    if w:
+        table = Table(
+            title=f"whole path: {w['channels']} ch, {w['units']} units, {w['duration_s']:g} s, "
+            f"{w['image_size']} px, replay speed {w['speed'] or 'max'}, {w['backend']}"
+        )
+        for col in ("stage", "p50 ms", "p99 ms"):
+            table.add_column(col, justify="right")
+        for stage, v in w["latency_ms"].items():
+            table.add_row(stage, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}")
+        console.print(table)
+        cap = w["capacity"]
+        console.print(
+            f"onsets {w['onsets']}, decisions {w['decisions']}, degraded {w['degraded']}, overruns {w['overruns']}; "
+            f"capacity {cap['stream_s']:.1f} s of stream in {cap['worker_busy_s']:.1f} s of worker time = "
+            f"{cap['realtime_factor']:.2f} x real time"
+        )
+    console.print(f"results: {out}")
+
+
 # ------------------------------------------------------------------------------------------------
 @app.command()
 def serve(

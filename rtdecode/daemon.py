@@ -148,6 +148,8 @@ class Daemon:
         rng = np.random.default_rng(0)
         noise = rng.normal(0, 1, (n, self.cfg.stream.channel_count)).astype(np.float32) * self.bundle.noise_levels
         m.find(noise, m.margin_left, n - m.margin_right)  # numba engines compile here, not on live data
+        if hasattr(m, "warmup"):
+            m.warmup()
         pre = self.sorter.pre
         StreamingPreprocessor(pre.n_channels, pre.sample_rate, pre.highpass_hz, pre.order, pre.reference).process(noise)
 

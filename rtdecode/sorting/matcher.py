@@ -11,14 +11,68 @@ For a preprocessed chunk ``x`` (samples x channels, uV):
    ``einsum`` over (events, candidates, shifts, time, channels); the best positive fit with a
    plausible amplitude ``<x, w> / |w|^2`` wins.
 
-Everything per chunk is a handful of array operations whose size grows with the number of
-events, candidates and sparse channels -- not with units x channels.
+Everything per chunk grows with the number of events, candidates and sparse channels -- not with
+units x channels. The two inner loops (the per-sample minimum across channels, and the fit of
+every candidate at every shift) are numba kernels that read the chunk in place; the rest is numpy.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 from scipy.ndimage import minimum_filter1d
+
+
+@njit(cache=True, nogil=True)
+def _row_min(x, inv_noise, zmin, zarg):  # pragma: no cover - compiled
+    """Per sample: the minimum over channels of x / noise, and its channel."""
+    n, C = x.shape
+    for t in range(n):
+        best = np.inf
+        arg = 0
+        for c in range(C):
+            v = x[t, c] * inv_noise[c]
+            if v < best:
+                best = v
+                arg = c
+        zmin[t] = best
+        zarg[t] = arg
+
+
+@njit(cache=True, nogil=True)
+def _fit_candidates(
+    x, t, chan, candidates, unit_channels, unit_weights, norm2, shifts, nbefore, lo, hi
+):  # pragma: no cover
+    """For each event: the candidate unit and shift with the largest gain 2<x,w> - |w|^2 whose
+    amplitude <x,w>/|w|^2 lies in [lo, hi]. Returns (unit or -1, shift index, amplitude)."""
+    n_events = t.shape[0]
+    M = candidates.shape[1]
+    L = unit_weights.shape[1]
+    K = unit_weights.shape[2]
+    best_unit = np.full(n_events, -1, np.int64)
+    best_shift = np.zeros(n_events, np.int64)
+    best_amp = np.zeros(n_events, np.float32)
+    for e in range(n_events):
+        best = 0.0  # only fits that reduce the residual (gain > 0) count
+        for m in range(M):
+            u = candidates[chan[e], m]
+            if u < 0:
+                continue
+            n2 = norm2[u]
+            for si in range(shifts.shape[0]):
+                t0 = t[e] + shifts[si] - nbefore
+                dot = 0.0
+                for i in range(L):
+                    for k in range(K):
+                        dot += x[t0 + i, unit_channels[u, k]] * unit_weights[u, i, k]
+                amp = dot / max(n2, 1e-9)
+                score = 2.0 * dot - n2
+                if amp >= lo and amp <= hi and score > best:
+                    best = score
+                    best_unit[e] = u
+                    best_shift[e] = si
+                    best_amp[e] = amp
+    return best_unit, best_shift, best_amp
 
 
 class TemplateMatcher:
@@ -43,6 +97,7 @@ class TemplateMatcher:
         self.refractory = int(refractory)
         self.amplitude_range = amplitude_range
         self.noise = np.maximum(np.asarray(noise_levels, dtype=np.float32), 1e-3)
+        self.inv_noise = (1.0 / self.noise).astype(np.float32)
         mask = np.asarray(sparsity, dtype=bool)
         main = np.abs(t).max(axis=1).argmax(axis=1)
         mask[np.arange(self.n_units), main] = True
@@ -54,7 +109,7 @@ class TemplateMatcher:
             self.unit_channels[u, : len(chans)] = chans
             self.unit_channels[u, len(chans) :] = main[u]
             self.unit_weights[u, :, : len(chans)] = t[u][:, chans]
-        self.norm2 = (self.unit_weights**2).sum(axis=(1, 2))
+        self.norm2 = (self.unit_weights.astype(np.float64) ** 2).sum(axis=(1, 2))
         pos = np.asarray(channel_positions, dtype=np.float64)
         dist = np.linalg.norm(pos[:, None, :] - pos[main][None, :, :], axis=2)  # channels x units
         near = dist <= radius_um
@@ -63,8 +118,7 @@ class TemplateMatcher:
         for c in range(self.n_channels):  # set-up, once
             units = np.flatnonzero(near[c])
             self.candidates[c, : len(units)] = units
-        self.shifts = np.arange(-self.max_shift, self.max_shift + 1)
-        self.span = np.arange(self.length)
+        self.shifts = np.arange(-self.max_shift, self.max_shift + 1, dtype=np.int64)
 
     @property
     def margin_left(self) -> int:
@@ -74,40 +128,46 @@ class TemplateMatcher:
     def margin_right(self) -> int:
         return self.length - self.nbefore + self.max_shift + self.refractory
 
+    def warmup(self) -> None:
+        """Compile (or load from numba's cache) both kernels before live data arrives."""
+        n = self.length + 2 * self.max_shift + 2
+        x = np.zeros((n, self.n_channels), dtype=np.float32)
+        self.detect(x, 0, n)
+        self.match(x, np.array([self.nbefore + self.max_shift], dtype=np.int64), np.zeros(1, dtype=np.int64))
+
     def detect(self, x: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Event samples in ``[start, stop)`` of buffer ``x`` and their peak channels."""
-        z = x / self.noise
-        zmin = z.min(axis=1)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        zmin = np.empty(len(x), dtype=np.float32)
+        zarg = np.empty(len(x), dtype=np.int64)
+        _row_min(x, self.inv_noise, zmin, zarg)
         local = minimum_filter1d(zmin, size=2 * self.refractory + 1, mode="nearest")
         t = np.flatnonzero((zmin < -self.threshold) & (zmin <= local))
         t = t[(t >= start) & (t < stop)]
         if t.size > 1:  # flat troughs: keep the first sample of equal minima
             t = t[np.concatenate([[True], np.diff(t) > self.refractory])]
-        return t, z[t].argmin(axis=1)
+        return t, zarg[t]
 
     def match(self, x: np.ndarray, t: np.ndarray, chan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Best (sample, unit, amplitude) per event; events without an acceptable fit are dropped."""
         if t.size == 0:
             return t, np.empty(0, np.int64), np.empty(0, np.float32)
-        cand = self.candidates[chan]  # (E, M)
-        valid = cand >= 0
-        cu = np.where(valid, cand, 0)
-        chans = self.unit_channels[cu]  # (E, M, K)
-        times = t[:, None, None] + self.shifts[None, :, None] - self.nbefore + self.span[None, None, :]  # (E, S, L)
-        snip = x[times[:, None, :, :, None], chans[:, :, None, None, :]]  # (E, M, S, L, K)
-        dot = np.einsum("emslk,emlk->ems", snip, self.unit_weights[cu], optimize=True)
-        n2 = self.norm2[cu][:, :, None]
-        score = np.where(valid[:, :, None], 2 * dot - n2, -np.inf)
-        amp = dot / np.maximum(n2, 1e-9)
         lo, hi = self.amplitude_range
-        score = np.where((amp >= lo) & (amp <= hi), score, -np.inf)
-        flat = score.reshape(len(t), -1).argmax(axis=1)
-        m_i, s_i = np.unravel_index(flat, score.shape[1:])
-        e = np.arange(len(t))
-        ok = np.isfinite(score[e, m_i, s_i]) & (score[e, m_i, s_i] > 0)
-        units = cand[e, m_i][ok]
-        samples = (t + self.shifts[s_i])[ok]
-        return samples, units, amp[e, m_i, s_i][ok].astype(np.float32)
+        unit, shift, amp = _fit_candidates(
+            np.ascontiguousarray(x, dtype=np.float32),
+            np.asarray(t, dtype=np.int64),
+            np.asarray(chan, dtype=np.int64),
+            self.candidates,
+            self.unit_channels,
+            self.unit_weights,
+            self.norm2,
+            self.shifts,
+            self.nbefore,
+            float(lo),
+            float(hi),
+        )
+        ok = unit >= 0
+        return (t + self.shifts[shift])[ok], unit[ok], amp[ok]
 
     def find(self, x: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Spikes (buffer sample, unit index) with samples in ``[start, stop)`` of buffer ``x``."""

@@ -66,8 +66,9 @@ class OnlineSorter:
         stop = self.n - self.right
         if stop <= start:
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        samples, units = self.matcher.find(self.buf[: self.n], start, stop)
+        lo = start - self.left  # the matcher sees only the new span and its margins, never the whole buffer
+        samples, units = self.matcher.find(self.buf[lo : self.n], self.left, self.left + stop - start)
         self.done = self.buf_start + stop
         order = np.argsort(samples, kind="stable")
         self.counters["spikes"] += len(samples)
-        return samples[order] + self.buf_start, units[order]
+        return samples[order] + (self.buf_start + lo), units[order]

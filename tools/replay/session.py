@@ -7,6 +7,9 @@ has arrived for ``settle_s``; then drains and stops the daemon.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -23,9 +26,48 @@ from rtdecode.daemon import Daemon
 class SessionResult:
     decisions: list[dict]
     status: dict
-    replay: ReplayStats
+    replay: ReplayStats | None  # None when the replayer ran as a process
     log_path: Path
     messages: list[str]
+
+
+class ReplayerProcess:
+    """``rtdecode replay`` as a child process, with the in-process Replayer's run/stop/stats."""
+
+    def __init__(self, recording: str | Path, port: int, host: str, speed: float | None) -> None:
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "rtdecode",
+            "replay",
+            str(recording),
+            "--port",
+            str(port),
+            "--host",
+            host,
+            "--speed",
+            "max" if speed is None else f"{speed:g}",
+            "--wait-heartbeat",
+            "10",
+        ]
+        self.proc: subprocess.Popen | None = None
+        self.stats = None
+        self.output = ""
+        self._stopped = False
+        self.error: str | None = None
+
+    def run(self) -> None:
+        if self._stopped:
+            return
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.output, _ = self.proc.communicate()
+        if self.proc.returncode not in (0, -signal.SIGINT):
+            self.error = f"the replayer exited with {self.proc.returncode}: {self.output.strip()[-2000:]}"
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
 
 
 def replay_through_daemon(
@@ -38,7 +80,10 @@ def replay_through_daemon(
     settle_s: float = 4.0,
     on_tick=None,
     log=None,
+    replayer_process: bool = False,
 ) -> SessionResult:
+    """``replayer_process=True`` runs ``rtdecode replay`` in its own process (no GIL shared with the
+    daemon, as on a rig where the GUI is another program); faults need the in-process replayer."""
     messages: list[str] = []
 
     def sink(msg: str) -> None:
@@ -51,9 +96,14 @@ def replay_through_daemon(
     host = "127.0.0.1" if cfg.outputs.bind_host in ("0.0.0.0", "::") else cfg.outputs.bind_host
     client = DecisionClient(f"tcp://{host}:{cfg.outputs.decision_port}")
     time.sleep(0.3)  # the client's SUB connects before anything is published
-    replayer = Replayer(
-        recording, cfg.stream.data_port, host=cfg.stream.host, speed=speed, faults=faults, wait_for_heartbeat_s=10.0
-    )
+    if replayer_process:
+        if faults:
+            raise ValueError("faults need the in-process replayer (replayer_process=False)")
+        replayer = ReplayerProcess(recording, cfg.stream.data_port, cfg.stream.host, speed)
+    else:
+        replayer = Replayer(
+            recording, cfg.stream.data_port, host=cfg.stream.host, speed=speed, faults=faults, wait_for_heartbeat_s=10.0
+        )
     th = threading.Thread(target=replayer.run, name="replayer")
     th.start()
     decisions: list[dict] = []
@@ -76,4 +126,6 @@ def replay_through_daemon(
         daemon.stop()
         daemon.wait()
         client.close()
+    if getattr(replayer, "error", None):
+        raise RuntimeError(replayer.error)
     return SessionResult(decisions, daemon.status(), replayer.stats, Path(daemon.log_path), messages)

@@ -1,0 +1,431 @@
+"""``rtdecode bench online``: the daemon's path at rig scale, measured side by side (DESIGN section 8).
+
+Everything runs on streams this module makes (nothing can be downloaded here): Neuropixels 1.0
+geometry (beyond 384 channels, 384-channel shanks side by side, 250 um apart), SpikeInterface
+templates at random unit positions, Poisson spike trains, white plus common-mode noise.
+
+1. **Sorting, scaling in channels** (64 -> 384 -> 1536 by default): each stream goes through
+   :class:`~rtdecode.sorting.online.OnlineSorter` in GUI-like variable blocks, once per engine
+   (rtdecode's matcher, SpikeInterface's ``tdc-peeler`` and ``nearest``) with the same templates
+   (ground truth on the daemon's preprocessing, through the builder's SortingAnalyzer code);
+   wall time split into preprocessing and matching, real-time factor, and accuracy against ground
+   truth (SpikeInterface's ``compare_sorter_to_ground_truth``), all units and units with SNR >= 5.
+2. **The whole daemon path** on a 384-channel stream with a stimulus onset every 250 ms: the
+   stream is written as an Open Ephys Binary recording, a *timing bundle* is built with the real
+   code (ground-truth templates, baseline and preferred stimuli from the stream's own spikes,
+   GoogLeNet at the rig's 224 px fitted to arbitrary labels, exported and parity-checked), the
+   replayer publishes it from a separate process, and ``rtdecode serve``'s daemon decodes every
+   trial. Reported: stage latencies p50 / p99 from block arrival to the decision on the PUB socket,
+   and capacity (stream seconds per second of worker time). The timing bundle's decisions carry
+   no meaning; its costs are those of a real bundle of the same size.
+
+Timings on a shared machine are noisy: the JSON keeps every raw number with the machine and
+versions; compare ratios taken in one run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rtdecode.offline.extracellular import spike_vector, unit_templates, voltage_recording
+from rtdecode.offline.probe import neuropixels1_probe
+
+FS = 30000.0
+SHANK_PITCH_UM = 250.0
+ENGINES = ("rtdecode", "tdc-peeler", "nearest")
+
+
+@dataclass
+class SyntheticStream:
+    traces: np.ndarray  # (samples, channels) float32 uV, raw (offsets and common noise included)
+    positions: np.ndarray  # (channels, 2) um
+    spikes: np.ndarray  # spike_vector: sample_index, unit_index, amplitude
+    raw_templates: np.ndarray  # (units, samples, channels) as injected
+    nbefore: int
+    noise_levels: np.ndarray  # (channels,) uV
+    snr: np.ndarray  # (units,) peak amplitude / noise on the peak channel
+
+    @property
+    def n_channels(self) -> int:
+        return self.traces.shape[1]
+
+    @property
+    def n_units(self) -> int:
+        return self.raw_templates.shape[0]
+
+    @property
+    def duration_s(self) -> float:
+        return self.traces.shape[0] / FS
+
+
+def probe_positions(n_channels: int) -> np.ndarray:
+    """Neuropixels 1.0 bank-0 contacts; more than 384 channels are further 384-channel shanks."""
+    base = neuropixels1_probe(min(n_channels, 384)).contact_positions
+    n_shanks = -(-n_channels // 384)
+    tiled = np.concatenate([base + np.array([k * SHANK_PITCH_UM, 0.0]) for k in range(n_shanks)])
+    return tiled[:n_channels]
+
+
+def synthetic_stream(
+    n_channels: int,
+    duration_s: float,
+    units_per_channel: float = 0.4,
+    rate_hz: tuple[float, float] = (3.0, 12.0),
+    noise_uv: float = 7.0,
+    common_noise_uv: float = 2.5,
+    seed: int = 0,
+) -> SyntheticStream:
+    """A raw stream with known spikes (see the module docstring)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, n_channels, 0xBE]))
+    pos = probe_positions(n_channels)
+    n_units = max(4, int(round(units_per_channel * n_channels)))
+    shank = rng.integers(0, -(-n_channels // 384), n_units)
+    on_shank = [pos[(pos[:, 0] >= k * SHANK_PITCH_UM - 1) & (pos[:, 0] < (k + 1) * SHANK_PITCH_UM - 1)] for k in shank]
+    unit_pos = np.array(
+        [
+            [rng.uniform(p[:, 0].min() - 12, p[:, 0].max() + 12), rng.uniform(p[:, 1].min(), p[:, 1].max()), 0.0]
+            for p in on_shank
+        ]
+    )
+    unit_pos[:, 2] = rng.uniform(15, 50, n_units)
+    templates, nbefore = unit_templates(pos, unit_pos, FS, int(rng.integers(2**31)))
+    n = int(round(duration_s * FS))
+    margin = templates.shape[1]
+    samples, amps = [], []
+    for rate in rng.uniform(*rate_hz, n_units):  # set-up, once per unit
+        s = np.sort(rng.integers(margin, n - margin, rng.poisson(rate * duration_s)))
+        s = s[np.concatenate([[True], np.diff(s) > int(0.002 * FS)])]  # 2 ms refractory
+        samples.append(s)
+        amps.append(rng.normal(1.0, 0.07, len(s)).clip(0.7, 1.3).astype(np.float32))
+    spikes = spike_vector(samples, amps)
+    noise_levels = noise_uv * rng.uniform(0.85, 1.15, n_channels)
+    rec = voltage_recording(spikes, templates, nbefore, noise_levels, n, FS, int(rng.integers(2**31)))
+    traces = np.asarray(rec.get_traces(), dtype=np.float32)
+    traces += rng.normal(0, 25.0, n_channels).astype(np.float32)[None, :]
+    traces += rng.normal(0, common_noise_uv, (n, 1)).astype(np.float32)
+    peak = np.abs(templates).max(axis=1)
+    snr = peak.max(axis=1) / noise_levels[peak.argmax(axis=1)]
+    return SyntheticStream(traces, pos, spikes, templates, nbefore, noise_levels.astype(np.float32), snr)
+
+
+@dataclass
+class SortingTemplates:
+    """What a bundle's templates.npz holds, computed by the builder's code on the daemon's preprocessing."""
+
+    unit_ids: np.ndarray
+    templates: np.ndarray
+    nbefore: int
+    sparsity: np.ndarray
+    noise_levels: np.ndarray
+    channel_positions: np.ndarray
+    gt_sorting: object
+
+
+def templates_on_preprocessing(stream: SyntheticStream, reference: str = "median") -> SortingTemplates:
+    from probeinterface import Probe
+    from rtdecode.offline.sort import templates_from_sorting
+    from spikeinterface.core import NumpyRecording, NumpySorting
+
+    from rtdecode.sorting.preprocess import StreamingPreprocessor
+
+    prep = StreamingPreprocessor(stream.n_channels, FS, reference=reference).process(stream.traces)
+    rec = NumpyRecording([prep], sampling_frequency=FS)
+    probe = Probe(ndim=2, si_units="um")
+    probe.set_contacts(positions=stream.positions, shapes="square", shape_params={"width": 12})
+    probe.set_device_channel_indices(np.arange(stream.n_channels))
+    rec.set_probe(probe)
+    ids = np.arange(stream.n_units)
+    gt = NumpySorting.from_samples_and_labels(
+        [stream.spikes["sample_index"]], [stream.spikes["unit_index"]], FS, unit_ids=ids
+    )
+    sorting, templates, nbefore, sparsity, noise = templates_from_sorting(gt, rec)
+    return SortingTemplates(
+        np.asarray(sorting.unit_ids),
+        templates,
+        nbefore,
+        sparsity,
+        noise,
+        stream.positions,
+        gt.select_units(sorting.unit_ids),
+    )
+
+
+def make_matcher(engine: str, t: SortingTemplates, threshold: float = 5.0):
+    if engine == "rtdecode":
+        from rtdecode.sorting.matcher import TemplateMatcher
+
+        return TemplateMatcher(t.templates, t.nbefore, t.sparsity, t.noise_levels, t.channel_positions, threshold)
+    from rtdecode.sorting.spikeinterface_engine import SpikeInterfaceMatcher
+
+    return SpikeInterfaceMatcher(t, engine, threshold, FS)
+
+
+def _timed(fn, acc: list):
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            acc[0] += time.perf_counter() - t0
+
+    return wrapper
+
+
+def run_sorter(stream: SyntheticStream, t: SortingTemplates, engine: str, seed: int = 0) -> dict:
+    """Stream ``stream`` through OnlineSorter with ``engine`` in GUI-like blocks; time and score it."""
+    from rtdecode.offline.sort import compare_to_ground_truth
+    from rtdecode.replay.replayer import block_sizes
+    from spikeinterface.core import NumpySorting
+
+    from rtdecode.sorting.online import OnlineSorter
+    from rtdecode.sorting.preprocess import StreamingPreprocessor
+
+    matcher = make_matcher(engine, t)
+    warm = np.random.default_rng(0).normal(0, 1, (4096, stream.n_channels)).astype(np.float32) * t.noise_levels
+    matcher.find(warm, matcher.margin_left, len(warm) - matcher.margin_right)  # JIT before the clock
+    if hasattr(matcher, "warmup"):
+        matcher.warmup()
+    StreamingPreprocessor(stream.n_channels, FS).process(warm)
+    sorter = OnlineSorter(matcher, StreamingPreprocessor(stream.n_channels, FS))
+    pre_s, match_s = [0.0], [0.0]
+    sorter.pre.process = _timed(sorter.pre.process, pre_s)
+    matcher.find = _timed(matcher.find, match_s)
+    found_s, found_u = [], []
+    stops = np.cumsum(block_sizes(len(stream.traces), FS, None, seed))
+    t0 = time.perf_counter()
+    start = 0
+    for stop in stops:  # the stream arrives block by block; this is the daemon's loop
+        s, u = sorter.process(stream.traces[start:stop], start)
+        found_s.append(s)
+        found_u.append(u)
+        start = stop
+    wall = time.perf_counter() - t0
+    s = np.concatenate(found_s)
+    u = np.asarray(t.unit_ids)[np.concatenate(found_u)]
+    sorting = NumpySorting.from_samples_and_labels([s], [u], FS, unit_ids=t.unit_ids)
+    acc = compare_to_ground_truth(sorting, t.gt_sorting)
+    per_unit = np.array([acc["per_unit"][str(k)] for k in t.unit_ids])
+    good = stream.snr[np.asarray(t.unit_ids)] >= 5
+    return {
+        "engine": engine,
+        "channels": stream.n_channels,
+        "units": int(len(t.unit_ids)),
+        "duration_s": stream.duration_s,
+        "wall_s": wall,
+        "preprocess_s": pre_s[0],
+        "match_s": match_s[0],
+        "realtime_factor": stream.duration_s / wall,
+        "mean_accuracy": acc["mean_accuracy"],
+        "mean_accuracy_snr5": float(per_unit[good].mean()) if good.any() else None,
+        "units_snr5": int(good.sum()),
+        "well_detected": acc["well_detected"],
+        "spikes_found": int(len(s)),
+        "spikes_true": int((np.isin(stream.spikes["unit_index"], t.unit_ids)).sum()),
+    }
+
+
+def bench_sorting(
+    channels: list[int],
+    duration_s: float,
+    engines: list[str],
+    si_max_channels: int = 384,
+    seed: int = 0,
+    log=print,
+) -> list[dict]:
+    rows = []
+    for c in channels:
+        log(f"sorting: generating {c} channels x {duration_s:g} s ...")
+        stream = synthetic_stream(c, duration_s, seed=seed)
+        t = templates_on_preprocessing(stream)
+        for engine in engines:
+            if engine != "rtdecode" and c > si_max_channels:
+                log(f"  {engine}: skipped above {si_max_channels} channels (--si-max-channels)")
+                continue
+            row = run_sorter(stream, t, engine, seed)
+            log(
+                f"  {engine}: {row['realtime_factor']:.2f} x real time (preprocessing {row['preprocess_s']:.2f} s, "
+                f"matching {row['match_s']:.2f} s of {row['wall_s']:.2f} s), accuracy {row['mean_accuracy']:.2f}"
+            )
+            rows.append(row)
+        del stream
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Whole path
+
+
+def write_recording(stream: SyntheticStream, out: Path, onsets: np.ndarray, ttl_line: int, first_sample: int) -> Path:
+    from rtdecode.offline.openephys_writer import NEUROPIXELS_AP_BIT_VOLTS, BinaryRecordingWriter
+
+    writer = BinaryRecordingWriter(
+        out,
+        FS,
+        stream.n_channels,
+        first_sample_number=first_sample,
+        stream_name="ProbeA-AP",
+        bit_volts=NEUROPIXELS_AP_BIT_VOLTS,
+    )
+    for s0 in range(0, len(stream.traces), int(5 * FS)):
+        writer.append(stream.traces[s0 : s0 + int(5 * FS)])
+    pulse = int(0.010 * FS)
+    on = first_sample + onsets
+    writer.add_ttl(np.concatenate([on, on + pulse]), ttl_line, np.concatenate([np.ones(len(on)), np.zeros(len(on))]))
+    writer.close()
+    return out
+
+
+def write_timing_bundle(
+    stream: SyntheticStream,
+    t: SortingTemplates,
+    onsets: np.ndarray,
+    out: Path,
+    image_size: int,
+    ttl_line: int,
+    first_sample: int,
+    seed: int = 0,
+) -> Path:
+    """A complete bundle from the stream's own spikes; the classifier is fitted to arbitrary labels."""
+    from rtdecode.offline.classifiers import GoogLeNetClassifier
+    from rtdecode.offline.export import check_parity, export_onnx
+
+    from rtdecode.bundle import CLASS_NAMES, npy_bytes, npz_bytes, write_bundle
+    from rtdecode.core.model_input import ImageNormalisation
+    from rtdecode.core.neural_image import neural_images, preferred_stimuli
+    from rtdecode.core.responses import BaselineStats, SpikeIndex, rates_hz, window_samples
+
+    rng = np.random.default_rng(seed)
+    keep = np.isin(stream.spikes["unit_index"], t.unit_ids)
+    remap = np.searchsorted(t.unit_ids, stream.spikes["unit_index"][keep])
+    index = SpikeIndex.from_spikes(stream.spikes["sample_index"][keep], remap, len(t.unit_ids))
+    resp, base = window_samples((0.0, 250.0), FS), window_samples((-200.0, 0.0), FS)
+    stats = BaselineStats.fit(rates_hz(index.counts(onsets, base), base, FS))
+    R = stats.normalise(rates_hz(index.counts(onsets, resp), resp, FS))
+    S = rng.uniform(0, 255, (len(onsets), image_size * image_size)).astype(np.float32)
+    PS = preferred_stimuli(R, S)
+    images = neural_images(R, PS)
+    norm = ImageNormalisation.fit(images, image_size)
+    x = norm.to_model_input(images[:32])
+    clf = GoogLeNetClassifier(None, "head", head_epochs=50, seed=seed, image_size=image_size)
+    model, _ = clf.fit(x, np.arange(len(x)) % 2)
+    work = Path(tempfile.mkdtemp(prefix="timing-bundle-"))
+    onnx_path = export_onnx(model, work / "model.onnx", image_size)
+    parity = check_parity(model, onnx_path, x[:8])
+    import torch
+
+    torch.save(model.state_dict(), work / "model.pt")
+    manifest = {
+        "target": f"synthetic-{stream.n_channels}ch (timing bundle: decisions carry no meaning)",
+        "train_sessions": [],
+        "templates_method": "ground-truth",
+        "sample_rate": FS,
+        "channel_count": stream.n_channels,
+        "stream_name": "ProbeA-AP",
+        "channel_map": list(range(stream.n_channels)),
+        "first_sample_number": first_sample,
+        "ttl_line": ttl_line,
+        "windows": {"response_ms": [0.0, 250.0], "baseline_ms": [-200.0, 0.0]},
+        "preprocessing": {"highpass_hz": 300.0, "order": 3, "reference": "median"},
+        "class_names": list(CLASS_NAMES),
+        "image_size": image_size,
+        "normalisation": norm.as_dict(),
+        "n_units": int(len(t.unit_ids)),
+        "unit_ids": t.unit_ids.tolist(),
+        "classifier": clf.description + " (fitted to arbitrary labels)",
+        "architecture": clf.architecture,
+        "heldout_accuracy": None,
+    }
+    files = {
+        "templates.npz": npz_bytes(
+            channel_positions=t.channel_positions,
+            unit_ids=t.unit_ids,
+            templates=t.templates,
+            nbefore=np.array(t.nbefore),
+            sparsity=t.sparsity,
+            noise_levels=t.noise_levels,
+        ),
+        "baseline.npz": npz_bytes(unit_ids=t.unit_ids, mean=stats.mean, std=stats.std, fit_trials=stats.fit_trials),
+        "preferred_stimuli.npy": npy_bytes(PS.reshape(-1, image_size, image_size)),
+        "model.onnx": onnx_path.read_bytes(),
+        "model.pt": (work / "model.pt").read_bytes(),
+        "report.json": json.dumps({"purpose": "timing", "onnx_parity": parity.as_dict()}).encode(),
+    }
+    return write_bundle(out, manifest, files, overwrite=True)
+
+
+def bench_whole_path(
+    n_channels: int,
+    duration_s: float,
+    image_size: int,
+    speed: float | None,
+    work_dir: Path,
+    seed: int = 0,
+    log=print,
+) -> dict:
+    """Replay a synthetic stream (separate process) through the daemon; latency and capacity."""
+    from rtdecode.replay.session import replay_through_daemon
+
+    from rtdecode.config import load_rig_config
+
+    log(f"whole path: generating {n_channels} channels x {duration_s:g} s, onsets every 250 ms ...")
+    stream = synthetic_stream(n_channels, duration_s, seed=seed)
+    first_sample = 90_000
+    onsets = np.arange(int(1.0 * FS), len(stream.traces) - int(0.5 * FS), int(0.25 * FS))
+    cfg = load_rig_config(Path(__file__).resolve().parent.parent / "rig_configs" / "replay_local.toml")
+    cfg = cfg.model_copy(update={"stream": cfg.stream.model_copy(update={"channel_count": n_channels})})
+    line = cfg.trials.ttl_line
+    t = templates_on_preprocessing(stream, cfg.sorting.common_reference)
+    rec = write_recording(stream, work_dir / "recording", onsets, line, first_sample)
+    log("whole path: building the timing bundle (GoogLeNet export + parity) ...")
+    bundle = write_timing_bundle(stream, t, onsets, work_dir / "bundle", image_size, line, first_sample)
+    log(f"whole path: serving and replaying at {'max' if speed is None else f'{speed:g} x'} speed ...")
+    res = replay_through_daemon(bundle, rec, cfg, work_dir / "decisions.jsonl", speed=speed, replayer_process=True)
+    st = res.status
+    c = st["counters"]
+    return {
+        "channels": n_channels,
+        "units": int(len(t.unit_ids)),
+        "duration_s": duration_s,
+        "image_size": image_size,
+        "speed": speed,
+        "onsets": int(len(onsets)),
+        "decisions": len(res.decisions),
+        "degraded": c["degraded"],
+        "overruns": c["overruns"],
+        "backend": st["backend"],
+        "latency_ms": st["latency"],
+        "capacity": st["capacity"],
+    }
+
+
+def run_online_bench(
+    out: Path,
+    channels: list[int],
+    duration_s: float,
+    engines: list[str],
+    si_max_channels: int,
+    whole_path_channels: int | None,
+    whole_path_duration_s: float,
+    image_size: int,
+    speed: float | None,
+    seed: int = 0,
+    log=print,
+) -> dict:
+    from rtdecode.offline.bench import machine
+
+    packages = ("rtdecode", "numpy", "numba", "scipy", "spikeinterface", "onnxruntime", "pyzmq")
+    result = {"machine": machine(packages), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result["sorting"] = bench_sorting(channels, duration_s, engines, si_max_channels, seed, log)
+    if whole_path_channels:
+        with tempfile.TemporaryDirectory(prefix="rtdecode-bench-") as tmp:
+            result["whole_path"] = bench_whole_path(
+                whole_path_channels, whole_path_duration_s, image_size, speed, Path(tmp), seed, log
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=float))
+    return result
