@@ -68,3 +68,25 @@ def test_spikeinterface_engines_run_online(bundle, source, three_animals, engine
     acc = _accuracy(b, three_animals[2], s, u, until - int(source.sample_numbers[0]))
     print(f"{engine}: mean accuracy {acc:.2f} on units with SNR > 8")
     assert len(s) > 100 and acc > 0.4
+
+
+def test_simultaneous_spikes_far_apart_on_the_probe_are_both_found():
+    """Detection is locally exclusive: a spike on one end of the probe does not hide one on the other."""
+    from rtdecode.offline.probe import neuropixels1_probe
+
+    pos = neuropixels1_probe(384).contact_positions
+    length, nbefore = 60, 20
+    shape = -np.exp(-0.5 * ((np.arange(length) - nbefore) / 3.0) ** 2)
+    templates = np.zeros((3, length, 384), np.float32)
+    for u, (c, amp) in enumerate([(10, 120.0), (300, 80.0), (14, 60.0)]):
+        d = np.linalg.norm(pos - pos[c], axis=1)
+        templates[u] = amp * shape[:, None] * np.exp(-d / 40.0)[None, :]
+    sparsity = np.abs(templates).max(axis=1) > 0.1 * np.abs(templates).max(axis=(1, 2))[:, None]
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 5.0, (2000, 384)).astype(np.float32)
+    truth = [(500, 0), (500, 1), (1200, 2), (1203, 1)]
+    for t, u in truth:
+        x[t - nbefore : t - nbefore + length] += templates[u]
+    m = TemplateMatcher(templates, nbefore, sparsity, np.full(384, 5.0), pos)
+    s, u = m.find(x, m.margin_left, len(x) - m.margin_right)
+    assert sorted(zip(s.tolist(), u.tolist(), strict=True)) == sorted(truth)

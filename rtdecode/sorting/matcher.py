@@ -1,42 +1,59 @@
-"""rtdecode's own vectorised template matcher (one pass, sparse, no Python loop over spikes).
+"""rtdecode's own template matcher (one pass, sparse, no Python loop over spikes or samples).
 
 For a preprocessed chunk ``x`` (samples x channels, uV):
 
-1. detection: ``z = min_c x[:, c] / noise[c]``; events are samples where ``z < -threshold`` and ``z``
-   is the minimum within +-``refractory`` samples (one event per local trough across the probe);
+1. detection, locally exclusive (as SpikeInterface's ``locally_exclusive``): an event is a sample
+   and channel where ``x / noise < -threshold`` and which is the most negative within
+   +-``refractory`` samples on every channel within ``exclusion_um`` -- so units far apart on the
+   probe that fire at the same moment are each detected;
 2. candidates: the units whose main channel lies within ``radius_um`` of the event's channel
    (precomputed per channel, padded);
 3. fit: for every event, candidate and alignment shift (+-``max_shift`` samples), the least-squares
-   gain of subtracting the template on its sparse channels, ``2 <x, w> - |w|^2``, computed with one
-   ``einsum`` over (events, candidates, shifts, time, channels); the best positive fit with a
-   plausible amplitude ``<x, w> / |w|^2`` wins.
+   gain of subtracting the template on its sparse channels, ``2 <x, w> - |w|^2``; the best positive
+   gain with a plausible amplitude ``<x, w> / |w|^2`` wins;
+4. one spike per unit per ``refractory`` samples: when a large spike gives events on channels
+   further apart than ``exclusion_um`` and both match the same unit, the better fit is kept.
 
-Everything per chunk grows with the number of events, candidates and sparse channels -- not with
-units x channels. The two inner loops (the per-sample minimum across channels, and the fit of
-every candidate at every shift) are numba kernels that read the chunk in place; the rest is numpy.
+Steps 1 and 3 are numba kernels that read the chunk in place (cost grows with samples x channels
+for 1, with events x candidates x sparse channels for 3 -- never with units x channels).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from scipy.ndimage import minimum_filter1d
 
 
 @njit(cache=True, nogil=True)
-def _row_min(x, inv_noise, zmin, zarg):  # pragma: no cover - compiled
-    """Per sample: the minimum over channels of x / noise, and its channel."""
+def _local_peaks(x, inv_noise, threshold, neighbours, refractory, start, stop):  # pragma: no cover - compiled
+    """(samples, channels) in [start, stop) where x / noise < -threshold and is the minimum of its
+    space-time neighbourhood (ties: the earlier sample, then the lower channel wins)."""
     n, C = x.shape
-    for t in range(n):
-        best = np.inf
-        arg = 0
+    ts = []
+    cs = []
+    for t in range(max(start, 0), min(stop, n)):
+        t0 = max(t - refractory, 0)
+        t1 = min(t + refractory + 1, n)
         for c in range(C):
             v = x[t, c] * inv_noise[c]
-            if v < best:
-                best = v
-                arg = c
-        zmin[t] = best
-        zarg[t] = arg
+            if v >= -threshold:
+                continue
+            peak = True
+            for j in range(neighbours.shape[1]):
+                c2 = neighbours[c, j]
+                if c2 < 0:
+                    break
+                for t2 in range(t0, t1):
+                    w = x[t2, c2] * inv_noise[c2]
+                    if w < v or (w == v and (t2 < t or (t2 == t and c2 < c))):
+                        peak = False
+                        break
+                if not peak:
+                    break
+            if peak:
+                ts.append(t)
+                cs.append(c)
+    return ts, cs
 
 
 @njit(cache=True, nogil=True)
@@ -52,6 +69,7 @@ def _fit_candidates(
     best_unit = np.full(n_events, -1, np.int64)
     best_shift = np.zeros(n_events, np.int64)
     best_amp = np.zeros(n_events, np.float32)
+    best_score = np.zeros(n_events, np.float64)
     for e in range(n_events):
         best = 0.0  # only fits that reduce the residual (gain > 0) count
         for m in range(M):
@@ -72,7 +90,8 @@ def _fit_candidates(
                     best_unit[e] = u
                     best_shift[e] = si
                     best_amp[e] = amp
-    return best_unit, best_shift, best_amp
+                    best_score[e] = score
+    return best_unit, best_shift, best_amp, best_score
 
 
 class TemplateMatcher:
@@ -85,6 +104,7 @@ class TemplateMatcher:
         channel_positions: np.ndarray,
         threshold: float = 5.0,
         radius_um: float = 60.0,
+        exclusion_um: float = 50.0,
         max_shift: int = 2,
         refractory: int = 10,
         amplitude_range: tuple[float, float] = (0.5, 2.0),
@@ -119,6 +139,12 @@ class TemplateMatcher:
             units = np.flatnonzero(near[c])
             self.candidates[c, : len(units)] = units
         self.shifts = np.arange(-self.max_shift, self.max_shift + 1, dtype=np.int64)
+        chan_dist = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=2)
+        close = chan_dist <= exclusion_um
+        self.neighbours = np.full((self.n_channels, int(close.sum(axis=1).max())), -1, dtype=np.int64)
+        for c in range(self.n_channels):  # set-up, once
+            chans = np.flatnonzero(close[c])
+            self.neighbours[c, : len(chans)] = chans
 
     @property
     def margin_left(self) -> int:
@@ -136,24 +162,19 @@ class TemplateMatcher:
         self.match(x, np.array([self.nbefore + self.max_shift], dtype=np.int64), np.zeros(1, dtype=np.int64))
 
     def detect(self, x: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Event samples in ``[start, stop)`` of buffer ``x`` and their peak channels."""
+        """Event samples in ``[start, stop)`` of buffer ``x`` and their channels, in time order."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        zmin = np.empty(len(x), dtype=np.float32)
-        zarg = np.empty(len(x), dtype=np.int64)
-        _row_min(x, self.inv_noise, zmin, zarg)
-        local = minimum_filter1d(zmin, size=2 * self.refractory + 1, mode="nearest")
-        t = np.flatnonzero((zmin < -self.threshold) & (zmin <= local))
-        t = t[(t >= start) & (t < stop)]
-        if t.size > 1:  # flat troughs: keep the first sample of equal minima
-            t = t[np.concatenate([[True], np.diff(t) > self.refractory])]
-        return t, zarg[t]
+        ts, cs = _local_peaks(
+            x, self.inv_noise, np.float32(self.threshold), self.neighbours, self.refractory, int(start), int(stop)
+        )
+        return np.asarray(ts, dtype=np.int64), np.asarray(cs, dtype=np.int64)
 
     def match(self, x: np.ndarray, t: np.ndarray, chan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Best (sample, unit, amplitude) per event; events without an acceptable fit are dropped."""
         if t.size == 0:
             return t, np.empty(0, np.int64), np.empty(0, np.float32)
         lo, hi = self.amplitude_range
-        unit, shift, amp = _fit_candidates(
+        unit, shift, amp, score = _fit_candidates(
             np.ascontiguousarray(x, dtype=np.float32),
             np.asarray(t, dtype=np.int64),
             np.asarray(chan, dtype=np.int64),
@@ -167,7 +188,25 @@ class TemplateMatcher:
             float(hi),
         )
         ok = unit >= 0
-        return (t + self.shifts[shift])[ok], unit[ok], amp[ok]
+        samples, unit, amp, score = (t + self.shifts[shift])[ok], unit[ok], amp[ok], score[ok]
+        keep = self._one_per_unit(samples, unit, score)
+        return samples[keep], unit[keep], amp[keep]
+
+    def _one_per_unit(self, samples: np.ndarray, unit: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """Mask keeping, of spikes of one unit within ``refractory`` samples, the best fit."""
+        keep = np.ones(len(samples), dtype=bool)
+        if len(samples) < 2:
+            return keep
+        order = np.lexsort((samples, unit))
+        u, t, sc = unit[order], samples[order], score[order]
+        close = (u[1:] == u[:-1]) & (t[1:] - t[:-1] <= self.refractory)
+        # drop the worse of each close pair (chains of three or more are rare; each pair is judged)
+        worse_is_next = sc[1:] <= sc[:-1]
+        drop = np.zeros(len(order), dtype=bool)
+        drop[1:][close & worse_is_next] = True
+        drop[:-1][close & ~worse_is_next] = True
+        keep[order[drop]] = False
+        return keep
 
     def find(self, x: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Spikes (buffer sample, unit index) with samples in ``[start, stop)`` of buffer ``x``."""
