@@ -24,6 +24,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 DATA_ENVELOPE = b"DATA\x00"
 EVENT_ENVELOPE = b"EVENT\x00"
@@ -208,8 +209,8 @@ def parse_frames(frames: list[bytes]) -> DataMessage | TtlMessage | OtherMessage
     if envelope not in (DATA_ENVELOPE, EVENT_ENVELOPE):
         raise ProtocolError(f"unknown envelope {envelope[:16]!r}; expected b'DATA\\x00' or b'EVENT\\x00'")
     try:
-        header = json.loads(header_bytes)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        header = orjson.loads(header_bytes)  # 4-5x faster than json.loads; 384 headers per block
+    except (orjson.JSONDecodeError, UnicodeDecodeError) as err:
         raise ProtocolError(f"header is not valid JSON ({err})") from None
     if not isinstance(header, dict):
         raise ProtocolError("header is not a JSON object")
