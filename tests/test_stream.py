@@ -5,6 +5,7 @@ import pytest
 
 from rtdecode.stream.assembler import BlockAssembler
 from rtdecode.stream.protocol import (
+    BlockFramer,
     DataMessage,
     ProtocolError,
     TtlMessage,
@@ -139,3 +140,15 @@ def test_sample_gap_is_reported_with_its_span():
     a = BlockAssembler(4, "S", 30000.0)
     gaps = [x for m in msgs for x in a.on_data(m, 0)[1] if x.kind == "sample_gap"]
     assert len(gaps) == 1 and (gaps[0].start_sample, gaps[0].end_sample) == (1010, 1500)
+
+
+@pytest.mark.parametrize("channel_name", [None, "CH7"])
+@pytest.mark.parametrize("timestamp", [None, 0, 1732246800123])
+def test_block_framer_is_byte_identical_to_data_frames(channel_name, timestamp):
+    framer = BlockFramer("ProbeA-AP", 30000.0)
+    rng = np.random.default_rng(0)
+    for message_num, channel, n, sample in [(1, 0, 700, 0), (12345, 383, 1, 2**40), (7, 6, 1024, 99)]:
+        x = rng.normal(size=n).astype(np.float32)
+        want = data_frames(message_num, "ProbeA-AP", channel, x, sample, 30000.0, timestamp, channel_name)
+        got = framer.frames(message_num, channel, x.tobytes(), n, sample, timestamp, channel_name)
+        assert got == want

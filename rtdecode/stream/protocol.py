@@ -137,6 +137,56 @@ def data_frames(
     ]
 
 
+class BlockFramer:
+    """``data_frames`` for every channel of a block, fast: the plugin's header text for a given
+    stream, block length, sample rate (and channel name) is rendered once by :func:`data_header`
+    with sentinel numbers and then filled in by concatenation, so it stays byte-identical to it
+    while a 384-channel block costs microseconds per message instead of a JSON rendering."""
+
+    _SENTINELS = (918273645546372819, 827364554637281918, 736455463728191827, 645546372819182736)
+
+    def __init__(self, stream: str, sample_rate: float) -> None:
+        self.stream = stream
+        self.sample_rate = float(sample_rate)
+        self._templates: dict[tuple, list[bytes]] = {}
+
+    def _template(self, num_samples: int, with_timestamp: bool, channel_name: str | None) -> list[bytes]:
+        key = (num_samples, with_timestamp, channel_name)
+        parts = self._templates.get(key)
+        if parts is None:
+            m, c, s, t = self._SENTINELS
+            text = data_header(
+                m, self.stream, c, num_samples, s, self.sample_rate, t if with_timestamp else None, channel_name
+            ).decode("utf-8")
+            order = sorted((text.index(str(v)), i) for i, v in enumerate(self._SENTINELS) if str(v) in text)
+            parts, pos = [], 0
+            for at, i in order:
+                parts.append(text[pos:at].encode("utf-8"))
+                parts.append(i)  # which field goes here
+                pos = at + len(str(self._SENTINELS[i]))
+            parts.append(text[pos:].encode("utf-8"))
+            if len(self._templates) > 4096:  # many block sizes x channel names: start over
+                self._templates.clear()
+            self._templates[key] = parts
+        return parts
+
+    def frames(
+        self,
+        message_num: int,
+        channel_num: int,
+        payload: bytes,
+        num_samples: int,
+        sample_num: int,
+        timestamp_ms: int | None = None,
+        channel_name: str | None = None,
+    ) -> list[bytes]:
+        """The three frames of one channel's data message; ``payload`` is its float32 samples."""
+        values = (b"%d" % message_num, b"%d" % channel_num, b"%d" % sample_num, b"%d" % (timestamp_ms or 0))
+        parts = self._template(num_samples, timestamp_ms is not None, channel_name)
+        header = b"".join(values[p] if isinstance(p, int) else p for p in parts)
+        return [DATA_ENVELOPE, header, payload]
+
+
 def ttl_frames(
     message_num: int,
     stream: str,

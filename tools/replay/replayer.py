@@ -26,7 +26,7 @@ import numpy as np
 import zmq
 
 from rtdecode.errors import RecordingError
-from rtdecode.stream.protocol import data_frames, ttl_frames
+from rtdecode.stream.protocol import BlockFramer, ttl_frames
 
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall")
 GUI_BLOCK_MEAN_S = 1024 / 44100  # the GUI's default audio callback period
@@ -254,6 +254,7 @@ class Replayer:
         ttl_i = 0
         i0 = 0
         names = src.channel_names
+        framer = BlockFramer(src.stream_name, src.sample_rate)
         for n in sizes:
             if self._stop.is_set():
                 return
@@ -263,7 +264,7 @@ class Replayer:
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            block = src.samples[i0:i1].astype(np.float32) * src.bit_volts[None, :]
+            block = np.ascontiguousarray((src.samples[i0:i1].astype(np.float32) * src.bit_volts[None, :]).T, "<f4")
             ts = int(time.time() * 1000)
             j = ttl_i
             while j < len(src.ttl_samples) and src.ttl_samples[j] <= src.sample_numbers[i1 - 1]:
@@ -302,15 +303,8 @@ class Replayer:
             for c in range(src.n_channels):
                 count += 1
                 message_num += 1
-                frames = data_frames(
-                    message_num,
-                    src.stream_name,
-                    c,
-                    block[:, c],
-                    first,
-                    src.sample_rate,
-                    ts,
-                    names[c] if self.send_channel_names else None,
+                frames = framer.frames(
+                    message_num, c, block[c].tobytes(), int(n), first, ts, names[c] if self.send_channel_names else None
                 )
                 self._send(pub, frames, count, pending)
             self.stats.blocks += 1
