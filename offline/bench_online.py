@@ -387,6 +387,9 @@ def bench_whole_path(
     res = replay_through_daemon(bundle, rec, cfg, work_dir / "decisions.jsonl", speed=speed, replayer_process=True)
     st = res.status
     c = st["counters"]
+    last = max((d["latency_ns"]["published"] for d in res.decisions), default=None)
+    first = st["capacity"]["first_block_ns"]
+    span_s = (last - first) / 1e9 if last and first else None
     return {
         "channels": n_channels,
         "units": int(len(t.unit_ids)),
@@ -400,6 +403,8 @@ def bench_whole_path(
         "backend": st["backend"],
         "latency_ms": st["latency"],
         "capacity": st["capacity"],
+        "first_block_to_last_decision_s": span_s,
+        "throughput_realtime_factor": duration_s / span_s if span_s else None,
     }
 
 

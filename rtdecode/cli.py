@@ -504,6 +504,11 @@ def bench_online(
             f"capacity {cap['stream_s']:.1f} s of stream in {cap['worker_busy_s']:.1f} s of worker time = "
             f"{cap['realtime_factor']:.2f} x real time"
         )
+        if w["throughput_realtime_factor"]:
+            console.print(
+                f"throughput: {w['duration_s']:g} s of stream from first block to last decision in "
+                f"{w['first_block_to_last_decision_s']:.1f} s = {w['throughput_realtime_factor']:.2f} x real time"
+            )
     console.print(f"results: {out}")
 
 

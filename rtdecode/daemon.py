@@ -132,6 +132,7 @@ class Daemon:
         self.latencies = {k: [] for k in STAGES}
         self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
         self.samples_processed = 0
+        self.first_block_ns: int | None = None  # monotonic arrival of the first complete block
         self.stream_start: int | None = None
         self.stream_checked = False
         self._stop = threading.Event()
@@ -270,6 +271,8 @@ class Daemon:
                     if anomalies:
                         self._put(("anomalies", anomalies, now))
                     if block is not None:
+                        if self.first_block_ns is None:
+                            self.first_block_ns = now
                         self._put(("block", (block.sample_num, block.data.copy()), now))
         finally:
             sub.close()
@@ -481,6 +484,7 @@ class Daemon:
             "capacity": {
                 "stream_s": self.samples_processed / self.cfg.stream.sample_rate,
                 "worker_busy_s": self.busy_ns / 1e9,
+                "first_block_ns": self.first_block_ns,
                 "realtime_factor": (self.samples_processed / self.cfg.stream.sample_rate) / (self.busy_ns / 1e9)
                 if self.busy_ns
                 else None,
