@@ -366,8 +366,11 @@ def bench_whole_path(
     work_dir: Path,
     seed: int = 0,
     log=print,
+    cfg=None,
 ) -> dict:
-    """Replay a synthetic stream (separate process) through the daemon; latency and capacity."""
+    """Replay a synthetic stream (separate process) through the daemon; latency and capacity.
+
+    ``cfg``: the rig config (ports, sorting, trials); default ``rig_configs/replay_local.toml``."""
     from rtdecode.replay.session import replay_through_daemon
 
     from rtdecode.config import load_rig_config
@@ -376,7 +379,8 @@ def bench_whole_path(
     stream = synthetic_stream(n_channels, duration_s, seed=seed)
     first_sample = 90_000
     onsets = np.arange(int(1.0 * FS), len(stream.traces) - int(0.5 * FS), int(0.25 * FS))
-    cfg = load_rig_config(Path(__file__).resolve().parent.parent / "rig_configs" / "replay_local.toml")
+    if cfg is None:
+        cfg = load_rig_config(Path(__file__).resolve().parent.parent / "rig_configs" / "replay_local.toml")
     cfg = cfg.model_copy(update={"stream": cfg.stream.model_copy(update={"channel_count": n_channels})})
     line = cfg.trials.ttl_line
     t = templates_on_preprocessing(stream, cfg.sorting.common_reference)

@@ -430,7 +430,9 @@ def bench_offline(
 @bench_app.command("online")
 def bench_online(
     out: Annotated[Path, typer.Option(help="results JSON")] = Path("bench_results/online.json"),
-    channels: Annotated[str, typer.Option(help="comma-separated channel counts for the sorting sweep")] = "64,384,1536",
+    channels: Annotated[
+        str, typer.Option(help="comma-separated channel counts for the sorting sweep ('' skips it)")
+    ] = "64,384,1536",
     duration: Annotated[float, typer.Option(help="seconds of stream per channel count")] = 10.0,
     engines: Annotated[str, typer.Option(help="comma-separated: rtdecode, tdc-peeler, nearest")] = ",".join(
         ("rtdecode", "tdc-peeler", "nearest")
@@ -454,7 +456,7 @@ def bench_online(
             f"--channels {channels!r} / --speed {speed!r}: expected integers / a number or max"
         ) from None
     unknown = [e for e in names if e not in ENGINES]
-    if unknown or not chans or min(chans) < 8:
+    if unknown or (chans and min(chans) < 8) or not (chans or whole_path_channels):
         raise typer.BadParameter(
             f"--engines {engines!r} / --channels {channels!r}: engines from {', '.join(ENGINES)}, channel counts >= 8"
         )
@@ -486,7 +488,8 @@ def bench_online(
             f"{row['mean_accuracy']:.2f}",
             "-" if a5 is None else f"{a5:.2f}",
         )
-    console.print(table)
+    if r["sorting"]:
+        console.print(table)
     w = r.get("whole_path")
     if w:
         table = Table(

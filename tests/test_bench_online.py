@@ -1,0 +1,45 @@
+"""``rtdecode bench online`` on small streams: it runs every part, scores against ground truth and
+reports what it timed. No timing is asserted (shared machines); accuracy and completeness are."""
+
+import json
+
+import numpy as np
+from rtdecode.offline.bench_online import bench_whole_path, probe_positions, run_online_bench, synthetic_stream
+
+from .test_online import rig
+
+
+def test_probe_beyond_384_channels_is_shanks_side_by_side():
+    pos = probe_positions(1536)
+    assert pos.shape == (1536, 2) and len(np.unique(pos, axis=0)) == 1536
+    np.testing.assert_array_equal(pos[384:768] - pos[:384], np.tile([250.0, 0.0], (384, 1)))
+
+
+def test_synthetic_stream_is_deterministic_and_carries_its_spikes():
+    a = synthetic_stream(16, 1.0, seed=3)
+    b = synthetic_stream(16, 1.0, seed=3)
+    np.testing.assert_array_equal(a.traces, b.traces)
+    assert a.traces.shape == (30000, 16) and a.n_units == 6 and len(a.spikes) > 10
+    assert np.all(np.diff(a.spikes["sample_index"]) >= 0)
+
+
+def test_sorting_sweep_scores_every_engine_against_ground_truth(tmp_path):
+    out = tmp_path / "online.json"
+    r = run_online_bench(out, [32], 4.0, ["rtdecode", "nearest"], 384, None, 0, 32, None, seed=1, log=print)
+    assert json.loads(out.read_text())["sorting"] == json.loads(json.dumps(r["sorting"]))
+    rows = {row["engine"]: row for row in r["sorting"]}
+    assert set(rows) == {"rtdecode", "nearest"}
+    for row in rows.values():
+        assert row["channels"] == 32 and row["realtime_factor"] > 0
+        assert row["preprocess_s"] + row["match_s"] <= row["wall_s"] * 1.05
+        print(f"{row['engine']}: accuracy {row['mean_accuracy']:.2f} (SNR>=5: {row['mean_accuracy_snr5']:.2f})")
+    assert rows["rtdecode"]["mean_accuracy_snr5"] > 0.7
+
+
+def test_whole_path_with_a_replayer_process_decides_every_onset(tmp_path):
+    cfg = rig(32, tmp_path)
+    w = bench_whole_path(32, 5.0, 32, None, tmp_path, seed=2, log=print, cfg=cfg)
+    print({k: w[k] for k in ("onsets", "decisions", "degraded", "overruns", "throughput_realtime_factor")})
+    assert w["onsets"] == 14 and w["decisions"] == w["onsets"] and w["degraded"] == 0
+    assert {"sort", "image", "inference", "total"} <= set(w["latency_ms"])
+    assert w["capacity"]["stream_s"] == 5.0 and w["throughput_realtime_factor"] > 0
