@@ -61,7 +61,7 @@ def _fit_candidates(
     x, t, chan, candidates, unit_channels, unit_weights, norm2, shifts, nbefore, lo, hi
 ):  # pragma: no cover
     """For each event: the candidate unit and shift with the largest gain 2<x,w> - |w|^2 whose
-    amplitude <x,w>/|w|^2 lies in [lo, hi]. Returns (unit or -1, shift index, amplitude)."""
+    amplitude <x,w>/|w|^2 lies in [lo, hi]. Returns (unit or -1, shift index, amplitude, gain)."""
     n_events = t.shape[0]
     M = candidates.shape[1]
     L = unit_weights.shape[1]

@@ -1,7 +1,7 @@
 """Replay a recording through a daemon on loopback and collect what it decides (tests, demo, bench).
 
 Starts the daemon (in this process, its own threads), a decision client, and the replayer (a
-thread) on the rig config's ports; collects decisions until the replay has ended and no decision
+thread, or an ``rtdecode replay`` child process) on the rig config's ports; collects decisions until the replay has ended and no decision
 has arrived for ``settle_s``; then drains and stops the daemon.
 """
 
@@ -84,6 +84,8 @@ def replay_through_daemon(
 ) -> SessionResult:
     """``replayer_process=True`` runs ``rtdecode replay`` in its own process (no GIL shared with the
     daemon, as on a rig where the GUI is another program); faults need the in-process replayer."""
+    if replayer_process and faults:
+        raise ValueError("faults need the in-process replayer (replayer_process=False)")
     messages: list[str] = []
 
     def sink(msg: str) -> None:
@@ -97,8 +99,6 @@ def replay_through_daemon(
     client = DecisionClient(f"tcp://{host}:{cfg.outputs.decision_port}")
     time.sleep(0.3)  # the client's SUB connects before anything is published
     if replayer_process:
-        if faults:
-            raise ValueError("faults need the in-process replayer (replayer_process=False)")
         replayer = ReplayerProcess(recording, cfg.stream.data_port, cfg.stream.host, speed)
     else:
         replayer = Replayer(
