@@ -1,8 +1,9 @@
 """Replay a recording through a daemon on loopback and collect what it decides (tests, demo, bench).
 
 Starts the daemon (in this process, its own threads), a decision client, and the replayer (a
-thread, or an ``rtdecode replay`` child process) on the rig config's ports; collects decisions until the replay has ended and no decision
-has arrived for ``settle_s``; then drains and stops the daemon.
+thread, or an ``rtdecode replay`` child process) on the rig config's ports; collects decisions
+until the replay has ended and no decision has arrived for ``settle_s``; then drains and stops the
+daemon.
 """
 
 from __future__ import annotations
