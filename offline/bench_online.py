@@ -35,6 +35,8 @@ import numpy as np
 from rtdecode.offline.extracellular import spike_vector, unit_templates, voltage_recording
 from rtdecode.offline.probe import neuropixels1_probe
 
+from rtdecode.sorting.spikeinterface_engine import EngineUnavailable
+
 FS = 30000.0
 SHANK_PITCH_UM = 250.0
 ENGINES = ("rtdecode", "tdc-peeler", "nearest")
@@ -246,7 +248,11 @@ def bench_sorting(
             if engine != "rtdecode" and c > si_max_channels:
                 log(f"  {engine}: skipped above {si_max_channels} channels (--si-max-channels)")
                 continue
-            row = run_sorter(stream, t, engine, seed)
+            try:
+                row = run_sorter(stream, t, engine, seed)
+            except EngineUnavailable as err:
+                log(f"  {engine}: skipped ({err})")
+                continue
             log(
                 f"  {engine}: {row['realtime_factor']:.2f} x real time (preprocessing {row['preprocess_s']:.2f} s, "
                 f"matching {row['match_s']:.2f} s of {row['wall_s']:.2f} s), accuracy {row['mean_accuracy']:.2f}"

@@ -90,3 +90,12 @@ def test_simultaneous_spikes_far_apart_on_the_probe_are_both_found():
     m = TemplateMatcher(templates, nbefore, sparsity, np.full(384, 5.0), pos)
     s, u = m.find(x, m.margin_left, len(x) - m.margin_right)
     assert sorted(zip(s.tolist(), u.tolist(), strict=True)) == sorted(truth)
+
+
+@pytest.mark.parametrize("version", ["0.106.0", "1.0.0", "0.104.2", "dev"])
+def test_untested_spikeinterface_versions_are_refused_with_the_reason(version):
+    from rtdecode.sorting.spikeinterface_engine import EngineUnavailable, check_spikeinterface_version
+
+    with pytest.raises(EngineUnavailable, match=f'found {version}.*engine = "rtdecode"'):
+        check_spikeinterface_version(version)
+    check_spikeinterface_version("0.105.3")

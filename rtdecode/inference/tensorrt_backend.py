@@ -27,6 +27,9 @@ import numpy as np
 
 from rtdecode.inference.base import BackendUnavailable, WarmupMixin
 
+#: Major versions whose Python API this module follows (TensorRT 8 lacks name-based I/O as used here).
+SUPPORTED_TENSORRT_MAJOR = (10, 11)
+
 
 def _import_tensorrt():
     try:
@@ -36,6 +39,12 @@ def _import_tensorrt():
             f"TensorRT is not importable ({type(err).__name__}: {err}); install the `gpu` extra on a rig with "
             "NVIDIA's package index"
         ) from None
+    major = int(str(getattr(trt, "__version__", "0")).split(".")[0] or 0)
+    if major not in SUPPORTED_TENSORRT_MAJOR:
+        raise BackendUnavailable(
+            f"TensorRT {trt.__version__} is not supported: this backend uses the name-based I/O API of "
+            f"TensorRT {' and '.join(map(str, SUPPORTED_TENSORRT_MAJOR))} (set_tensor_address, execute_async_v3)"
+        )
     try:
         import torch
     except ImportError as err:

@@ -12,13 +12,39 @@ from __future__ import annotations
 
 import numpy as np
 
+from rtdecode.errors import RtdecodeError
+
 ENGINES = {"tdc-peeler": "tdc-peeler", "nearest": "nearest"}
+#: The matching nodes' constructor and ``compute`` signature are SpikeInterface internals; this
+#: adapter is written and tested against these minor versions and refuses others with the reason.
+SUPPORTED_SPIKEINTERFACE = ((0, 105),)
+
+
+class EngineUnavailable(RtdecodeError):
+    """A SpikeInterface engine cannot be used with the installed SpikeInterface."""
+
+
+def check_spikeinterface_version(version: str) -> None:
+    parts = version.split(".")
+    try:
+        minor = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        minor = None
+    if minor not in SUPPORTED_SPIKEINTERFACE:
+        tested = ", ".join(f"{a}.{b}.x" for a, b in SUPPORTED_SPIKEINTERFACE)
+        raise EngineUnavailable(
+            f"the SpikeInterface engines drive internal matching nodes tested with spikeinterface {tested}; "
+            f'found {version}. Use [sorting] engine = "rtdecode", or install a tested version.'
+        )
 
 
 class SpikeInterfaceMatcher:
     def __init__(self, bundle, engine: str, detect_threshold: float, sample_rate: float) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
+        import spikeinterface
+
+        check_spikeinterface_version(spikeinterface.__version__)
         from probeinterface import Probe
         from spikeinterface.core import NumpyRecording, Templates
         from spikeinterface.core.sparsity import ChannelSparsity
