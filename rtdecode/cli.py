@@ -570,6 +570,8 @@ def status(rig: Annotated[Path, typer.Option("--rig", help="rig config TOML of t
     console.print(
         f"[bold]{st['state']}[/bold]  backend {st['backend']}  up {st['uptime_s']:.0f} s  bundle {st['bundle']}"
     )
+    if st.get("warmup_inference_ms") is not None:
+        console.print(f"inference at warm-up: {st['warmup_inference_ms']:.1f} ms (median of 10)")
     if st.get("failure"):
         console.print(f"failure: {st['failure']}")
     console.print("counters: " + ", ".join(f"{k} {v}" for k, v in st["counters"].items()))

@@ -41,6 +41,8 @@ from rtdecode.stream.protocol import DataMessage, ProtocolError, TtlMessage, par
 from rtdecode.trials import TrialTracker
 
 STAGES = ("sort", "close", "image", "inference", "publish", "total")
+#: The GUI's default block period (reference/openephys.md): the latency budget of one decision.
+GUI_BLOCK_MS = 23.0
 
 
 class Daemon:
@@ -139,11 +141,25 @@ class Daemon:
         self._receiver_done = threading.Event()
         self.threads: list[threading.Thread] = []
         self.started_at = time.time()
+        self.warmup_inference_ms: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def warmup(self) -> None:
         """First inference and first sorting pass before going live (allocation, JIT, caches)."""
         self.backend.warmup(5)
+        x = np.zeros(self.backend.input_shape, dtype=np.float32)
+        times = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            self.backend.infer(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+        self.warmup_inference_ms = float(np.median(times))
+        if self.warmup_inference_ms > GUI_BLOCK_MS:
+            self.log(
+                f"note: inference takes {self.warmup_inference_ms:.0f} ms per trial on {self.backend.device} "
+                f"({self.backend.input_shape[-1]} px input), more than one GUI block (~{GUI_BLOCK_MS:.0f} ms); "
+                "decisions will lag by that much (a GPU backend or a smaller bundle image size would not)"
+            )
         n = self.sorter.left + self.sorter.right + 64
         m = self.sorter.matcher
         rng = np.random.default_rng(0)
@@ -166,6 +182,7 @@ class Daemon:
             }
         )
         self.warmup()
+        self.publisher.log_event({"event": "warmup", "inference_ms_median": self.warmup_inference_ms})
         self.state = "ready"
         for target, name in (
             (self._receive, "receiver"),
@@ -474,6 +491,7 @@ class Daemon:
             "bundle": str(self.bundle.path),
             "backend": self.backend.device,
             "uptime_s": time.time() - self.started_at,
+            "warmup_inference_ms": self.warmup_inference_ms,
             "counters": {
                 **self.assembler.counters,
                 **self.tracker.counters,

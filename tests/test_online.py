@@ -158,6 +158,7 @@ def test_decision_log_is_intact(clean_run):
     _, _, decisions, status, _, _, log, *_ = clean_run
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert lines[0]["event"] == "start" and lines[-1]["event"] == "stop"
+    assert lines[1]["event"] == "warmup" and lines[1]["inference_ms_median"] > 0
     logged = [x for x in lines if "seq" in x]
     assert [x["seq"] for x in logged] == [d["seq"] for d in decisions]
     assert lines[0]["bundle_files"] and lines[0]["backend"].startswith("onnxruntime")
