@@ -373,10 +373,15 @@ def bench_whole_path(
     seed: int = 0,
     log=print,
     cfg=None,
+    preload: bool | None = None,
 ) -> dict:
     """Replay a synthetic stream (separate process) through the daemon; latency and capacity.
 
-    ``cfg``: the rig config (ports, sorting, trials); default ``rig_configs/replay_local.toml``."""
+    ``cfg``: the rig config (ports, sorting, trials); default ``rig_configs/replay_local.toml``.
+    ``preload`` (default: when ``speed`` is max): the replayer renders every message before it starts
+    sending, so a flat-out run measures the daemon's path rather than the replayer's rendering."""
+    if preload is None:
+        preload = speed is None
     from rtdecode.replay.session import replay_through_daemon
 
     from rtdecode.config import load_rig_config
@@ -393,8 +398,14 @@ def bench_whole_path(
     rec = write_recording(stream, work_dir / "recording", onsets, line, first_sample)
     log("whole path: building the timing bundle (GoogLeNet export + parity) ...")
     bundle = write_timing_bundle(stream, t, onsets, work_dir / "bundle", image_size, line, first_sample)
-    log(f"whole path: serving and replaying at {'max' if speed is None else f'{speed:g} x'} speed ...")
-    res = replay_through_daemon(bundle, rec, cfg, work_dir / "decisions.jsonl", speed=speed, replayer_process=True)
+    log(
+        f"whole path: serving and replaying at {'max' if speed is None else f'{speed:g} x'} speed"
+        + (" (replayer preloaded)" if preload else "")
+        + " ..."
+    )
+    res = replay_through_daemon(
+        bundle, rec, cfg, work_dir / "decisions.jsonl", speed=speed, replayer_process=True, preload=preload
+    )
     st = res.status
     c = st["counters"]
     last = max((d["latency_ns"]["published"] for d in res.decisions), default=None)
@@ -406,6 +417,7 @@ def bench_whole_path(
         "duration_s": duration_s,
         "image_size": image_size,
         "speed": speed,
+        "replayer_preloaded": preload,
         "onsets": int(len(onsets)),
         "decisions": len(res.decisions),
         "degraded": c["degraded"],

@@ -494,7 +494,8 @@ def bench_online(
     if w:
         table = Table(
             title=f"whole path: {w['channels']} ch, {w['units']} units, {w['duration_s']:g} s, "
-            f"{w['image_size']} px, replay speed {w['speed'] or 'max'}, {w['backend']}"
+            f"{w['image_size']} px, replay speed {w['speed'] or 'max'}"
+            f"{' (preloaded)' if w['replayer_preloaded'] else ''}, {w['backend']}"
         )
         for col in ("stage", "p50 ms", "p99 ms"):
             table.add_column(col, justify="right")
@@ -638,6 +639,9 @@ def replay(
     fault: Annotated[list[str] | None, typer.Option("--fault", help="KIND=MESSAGE, e.g. drop=500 (repeatable)")] = None,
     wait_heartbeat: Annotated[float, typer.Option(help="wait up to this many s for a client's heartbeat")] = 0.0,
     channel_names: Annotated[bool, typer.Option(help="send content.channel_name (post-2025 plugin builds)")] = False,
+    preload: Annotated[
+        bool, typer.Option(help="render every message into memory first, then only send (throughput benchmarks)")
+    ] = False,
 ) -> None:
     """Re-publish a recording exactly as the Open Ephys GUI's ZMQ Interface plugin does."""
     from rtdecode.config import is_loopback
@@ -652,7 +656,11 @@ def replay(
         raise typer.BadParameter(str(err) or f"--speed {speed!r}: expected 1, a positive number, or max") from None
     if not is_loopback(host):
         err_console.print(f"note: binding {host}, reachable beyond this machine")
-    r = Replayer(recording, port, host, rate, block_samples, loop, faults, wait_heartbeat, channel_names)
+    if preload and faults:
+        raise typer.BadParameter("--preload cannot inject faults (messages are rendered before sending)")
+    r = Replayer(
+        recording, port, host, rate, block_samples, loop, faults, wait_heartbeat, channel_names, preload=preload
+    )
     src = r.source
     err_console.print(
         f"replaying {recording}: {src.n_channels} ch x {src.n_samples} samples at {src.sample_rate:g} Hz, "

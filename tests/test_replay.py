@@ -101,3 +101,18 @@ def test_block_sizes_and_fault_parsing():
     for bad in ("drop", "explode=3", "drop=x", "stall=4", "drop=0"):
         with pytest.raises(ValueError):
             Fault.parse(bad)
+
+
+def test_preloaded_replay_sends_the_same_messages(small_animal):
+    """--preload renders first and then only sends: same frames (timestamps are render time)."""
+    runs = []
+    for preload in (False, True):
+        port = free_port_pair()
+        r = Replayer(
+            small_animal / "recording", port, speed=None, block_samples=500, wait_for_heartbeat_s=5, preload=preload
+        )
+        _, msgs = _collect(r, port, 16 * 30)
+        runs.append([[f[0], re.sub(rb'"timestamp": \d+', b"", f[1]), f[2]] for f in msgs])
+    assert len(runs[0]) == len(runs[1]) == 16 * 30 and runs[0] == runs[1]
+    with pytest.raises(ValueError, match="cannot inject faults"):
+        Replayer(small_animal / "recording", free_port_pair(), preload=True, faults=[Fault.parse("drop=3")])

@@ -26,7 +26,7 @@ import numpy as np
 import zmq
 
 from rtdecode.errors import RecordingError
-from rtdecode.stream.protocol import BlockFramer, ttl_frames
+from rtdecode.stream.protocol import EVENT_ENVELOPE, BlockFramer, ttl_frames
 
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall")
 GUI_BLOCK_MEAN_S = 1024 / 44100  # the GUI's default audio callback period
@@ -127,6 +127,18 @@ def block_sizes(n_samples: int, sample_rate: float, block_samples: int | None, s
     return np.diff(np.concatenate([edges, [n_samples]]))
 
 
+class _Rendered:
+    """Stands in for the PUB socket while a preloading replayer renders every message."""
+
+    def __init__(self) -> None:
+        self.frames: list[list[bytes]] = []
+        self.block_starts: list[tuple[int, int]] = []  # (first sample index, first message index)
+        self.n_samples = 0
+
+    def send_multipart(self, frames: list[bytes]) -> None:
+        self.frames.append(frames)
+
+
 class Replayer:
     def __init__(
         self,
@@ -140,8 +152,12 @@ class Replayer:
         wait_for_heartbeat_s: float = 0.0,
         channel_names: bool = False,
         seed: int = 0,
+        preload: bool = False,
     ) -> None:
+        if preload and faults:
+            raise ValueError("preload renders every message before sending; it cannot inject faults")
         self.source = RecordingSource(recording_dir)
+        self.preload = preload
         self.port = int(port)
         self.host = host
         self.speed = speed
@@ -203,8 +219,18 @@ class Replayer:
             time.sleep(0.2)  # let the subscriber's SUB finish connecting
         t_start = time.monotonic()
         try:
+            rendered = None
+            if self.preload:  # render once (not timed as replay), then only send
+                rendered = _Rendered()
+                self._replay_once(rendered)
+                rendered.n_samples = self.stats.samples
+                self.stats = ReplayStats(heartbeats=self.stats.heartbeats)  # count what is actually sent
+                t_start = time.monotonic()
             while True:
-                self._replay_once(pub)
+                if rendered is not None:
+                    self._send_rendered(pub, rendered)
+                else:
+                    self._replay_once(pub)
                 if not self.loop or self._stop.is_set():
                     break
         finally:
@@ -242,6 +268,26 @@ class Replayer:
             pub.send_multipart(pending.pop())
             self.stats.messages_sent += 1
 
+    def _send_rendered(self, pub, rendered: _Rendered) -> None:
+        """Send pre-rendered messages block by block, paced as ``_replay_once`` paces."""
+        rate = self.source.sample_rate * (self.speed or 0)
+        t0 = time.monotonic()
+        ends = [start for _, start in rendered.block_starts[1:]] + [len(rendered.frames)]
+        sample_ends = [i for i, _ in rendered.block_starts[1:]] + [rendered.n_samples]
+        for (i0, a), b, i1 in zip(rendered.block_starts, ends, sample_ends, strict=True):
+            if self._stop.is_set():
+                return
+            if rate:
+                delay = t0 + i0 / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            for frames in rendered.frames[a:b]:
+                pub.send_multipart(frames)
+                self.stats.ttl_events += frames[0] == EVENT_ENVELOPE
+            self.stats.messages_sent += b - a
+            self.stats.blocks += 1
+            self.stats.samples += i1 - i0
+
     def _replay_once(self, pub) -> None:
         src = self.source
         sizes = block_sizes(src.n_samples, src.sample_rate, self.block_samples, self.seed)
@@ -259,7 +305,9 @@ class Replayer:
             if self._stop.is_set():
                 return
             i1 = i0 + int(n)
-            if self.speed:
+            if isinstance(pub, _Rendered):
+                pub.block_starts.append((i0, len(pub.frames)))
+            elif self.speed:
                 due = t0 + i0 / (src.sample_rate * self.speed)
                 delay = due - time.monotonic()
                 if delay > 0:

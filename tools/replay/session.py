@@ -35,7 +35,7 @@ class SessionResult:
 class ReplayerProcess:
     """``rtdecode replay`` as a child process, with the in-process Replayer's run/stop/stats."""
 
-    def __init__(self, recording: str | Path, port: int, host: str, speed: float | None) -> None:
+    def __init__(self, recording: str | Path, port: int, host: str, speed: float | None, preload: bool = False) -> None:
         self.cmd = [
             sys.executable,
             "-m",
@@ -50,7 +50,7 @@ class ReplayerProcess:
             "max" if speed is None else f"{speed:g}",
             "--wait-heartbeat",
             "10",
-        ]
+        ] + (["--preload"] if preload else [])
         self.proc: subprocess.Popen | None = None
         self.stats = None
         self.output = ""
@@ -82,9 +82,11 @@ def replay_through_daemon(
     on_tick=None,
     log=None,
     replayer_process: bool = False,
+    preload: bool = False,
 ) -> SessionResult:
     """``replayer_process=True`` runs ``rtdecode replay`` in its own process (no GIL shared with the
-    daemon, as on a rig where the GUI is another program); faults need the in-process replayer."""
+    daemon, as on a rig where the GUI is another program); faults need the in-process replayer.
+    ``preload=True``: the replayer renders every message before sending (throughput benchmarks)."""
     if replayer_process and faults:
         raise ValueError("faults need the in-process replayer (replayer_process=False)")
     messages: list[str] = []
@@ -100,10 +102,16 @@ def replay_through_daemon(
     client = DecisionClient(f"tcp://{host}:{cfg.outputs.decision_port}")
     time.sleep(0.3)  # the client's SUB connects before anything is published
     if replayer_process:
-        replayer = ReplayerProcess(recording, cfg.stream.data_port, cfg.stream.host, speed)
+        replayer = ReplayerProcess(recording, cfg.stream.data_port, cfg.stream.host, speed, preload)
     else:
         replayer = Replayer(
-            recording, cfg.stream.data_port, host=cfg.stream.host, speed=speed, faults=faults, wait_for_heartbeat_s=10.0
+            recording,
+            cfg.stream.data_port,
+            host=cfg.stream.host,
+            speed=speed,
+            faults=faults,
+            wait_for_heartbeat_s=10.0,
+            preload=preload,
         )
     th = threading.Thread(target=replayer.run, name="replayer")
     th.start()
