@@ -32,6 +32,7 @@ from rtdecode.core.stimuli import (
     static_grating_conditions,
 )
 from rtdecode.errors import NWBLayoutError
+from rtdecode.parameters import default
 
 N_CONDITIONS = N_NATURAL_SCENES + 120 + 1
 GRAY_CONDITION = N_CONDITIONS - 1
@@ -42,8 +43,8 @@ LABELS = ("artificial", "natural")  # class index 0, 1
 class Windows:
     """Trial windows in ms relative to onset, half-open."""
 
-    response_ms: tuple[float, float] = (0.0, 250.0)
-    baseline_ms: tuple[float, float] = (-200.0, 0.0)
+    response_ms: tuple[float, float] = default("trials.response_window_ms")
+    baseline_ms: tuple[float, float] = default("trials.baseline_window_ms")
     temporal_bin_ms: float = 10.0
 
 
@@ -70,7 +71,9 @@ class AnimalDataset:
     def n_units(self) -> int:
         return len(self.unit_ids)
 
-    def responses(self, fit_trials: np.ndarray, min_std_hz: float = 1.0) -> tuple[np.ndarray, BaselineStats]:
+    def responses(
+        self, fit_trials: np.ndarray, min_std_hz: float = default("build.min_baseline_std_hz")
+    ) -> tuple[np.ndarray, BaselineStats]:
         """``R`` for every trial with baseline statistics fit on ``fit_trials`` only."""
         stats = BaselineStats.fit(self.baseline_rates, fit_trials, min_std_hz=min_std_hz)
         return stats.normalise(self.response_rates), stats

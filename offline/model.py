@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.errors import RtdecodeError
+from rtdecode.inference.network import FEATURE_DIM, LAYERS, TAP_CHANNELS, decoder_net, tap_grid  # noqa: F401
 
 WEIGHTS_FILE = "googlenet-1378be20.pth"
 WEIGHTS_SHA256_PREFIX = "1378be20"
-FEATURE_DIM = 1024
 
 
 class WeightsError(RtdecodeError, ValueError):
@@ -62,98 +62,20 @@ def find_weights(weights: str | Path | None) -> Path | None:
     return path
 
 
-#: GoogLeNet's layers in forward order, and the channels of the taps a head can read.
-LAYERS = (
-    "conv1",
-    "maxpool1",
-    "conv2",
-    "conv3",
-    "maxpool2",
-    "inception3a",
-    "inception3b",
-    "maxpool3",
-    "inception4a",
-    "inception4b",
-    "inception4c",
-    "inception4d",
-    "inception4e",
-    "maxpool4",
-    "inception5a",
-    "inception5b",
-)
-TAP_CHANNELS = {"inception3b": 480, "inception4e": 832, "inception5b": 1024}
-
-
-def _make_net_class():
-    import torch
-
-    class DecoderNet(torch.nn.Module):
-        """torchvision GoogLeNet with a 2-class head on either the global-pooled 1024-d features
-        (``tap=None``, the paper's transfer learning) or an intermediate inception block pooled to a
-        ``grid x grid`` map (``tap='inception3b'``), which keeps where things are in the image."""
-
-        def __init__(self, base, tap: str | None = None, grid: int = 6, num_classes: int = 2) -> None:
-            super().__init__()
-            if tap is not None and tap not in TAP_CHANNELS:
-                raise ValueError(f"tap must be one of {sorted(TAP_CHANNELS)} or None, got {tap!r}")
-            self.base = base
-            self.base.fc = torch.nn.Identity()
-            self.tap = tap
-            self.grid = grid
-            self.pool = torch.nn.AdaptiveAvgPool2d(grid) if tap else torch.nn.Identity()
-            self.embed_dim = TAP_CHANNELS[tap] * grid * grid if tap else FEATURE_DIM
-            self.fc = torch.nn.Linear(self.embed_dim, num_classes)
-
-        def embed(self, x):
-            if self.tap is None:
-                return self.base(x)
-            for name in LAYERS:
-                x = getattr(self.base, name)(x)
-                if name == self.tap:
-                    break
-            return torch.flatten(self.pool(x), 1)
-
-        def forward(self, x):
-            return self.fc(self.embed(x))
-
-    return DecoderNet
-
-
-def tap_grid(image_size: int, tap: str, max_grid: int = 6) -> int:
-    """The largest pooling grid <= ``max_grid`` that divides the tap's map at ``image_size`` (so the
-    pooling exports to ONNX as a plain average pool)."""
-    import torch
-    from torchvision.models import GoogLeNet
-
-    base = GoogLeNet(num_classes=1000, aux_logits=False, transform_input=False, init_weights=False).eval()
-    x = torch.zeros(1, 3, image_size, image_size)
-    with torch.no_grad():
-        for name in LAYERS:
-            x = getattr(base, name)(x)
-            if name == tap:
-                break
-    side = int(x.shape[-1])
-    return max(d for d in range(1, max_grid + 1) if side % d == 0)
-
-
 def build_googlenet(
     num_classes: int = 2, weights_path: Path | None = None, seed: int = 0, tap: str | None = None, grid: int = 6
 ):
-    """A torchvision GoogLeNet (no auxiliary heads, no input transform) inside a ``DecoderNet``."""
+    """The decoder network (``rtdecode.inference.network``), from ImageNet weights when given."""
     import torch
-    from torchvision.models import GoogLeNet
 
-    torch.manual_seed(seed)
-    base = GoogLeNet(num_classes=1000, aux_logits=False, transform_input=False, init_weights=True)
+    state = None
     if weights_path is not None:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
-        missing, unexpected = base.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise WeightsError(
-                f"{weights_path}: not a GoogLeNet state dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
-            )
-    return _make_net_class()(base, tap=tap, grid=grid, num_classes=num_classes)
+    try:
+        return decoder_net(num_classes, tap=tap, grid=grid, seed=seed, base_state=state)
+    except KeyError as err:
+        raise WeightsError(f"{weights_path}: not a GoogLeNet state dict ({err})") from None
 
 
 def calibrate_batchnorm(model, images: np.ndarray, batch: int = 32, passes: int = 2) -> None:

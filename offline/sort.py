@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.errors import RecordingError
+from rtdecode.parameters import default
 from rtdecode.sorting.preprocess import StreamingPreprocessor
 
 TEMPLATE_MS_BEFORE = 1.0
@@ -64,9 +65,9 @@ def read_recording(recording_dir: Path, probe_json: Path | None = None):
 def preprocess_to_binary(
     rec,
     out_path: Path,
-    highpass_hz: float = 300.0,
-    order: int = 3,
-    reference: str = "median",
+    highpass_hz: float = default("sorting.highpass_hz"),
+    order: int = default("sorting.filter_order"),
+    reference: str = default("sorting.common_reference"),
     chunk_s: float = 5.0,
     progress=None,
 ):
@@ -197,7 +198,12 @@ def sort_recording(
     fs = rec.get_sampling_frequency()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    pp = {"highpass_hz": 300.0, "order": 3, "reference": "median", **(preprocessing or {})}
+    pp = {
+        "highpass_hz": default("sorting.highpass_hz"),
+        "order": default("sorting.filter_order"),
+        "reference": default("sorting.common_reference"),
+        **(preprocessing or {}),
+    }
     prep, described = preprocess_to_binary(rec, work_dir / "preprocessed.raw", progress=progress, **pp)
     gt = ground_truth_sorting(animal_dir, fs) if (animal_dir / "ground_truth" / "spikes.npy").is_file() else None
     if method == "ground-truth":

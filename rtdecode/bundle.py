@@ -3,7 +3,8 @@
 A bundle is a directory, read-only once written::
 
     manifest.json            schema version, provenance, stream facts, windows, classes, image size,
-                             normalisation, units, and the sha256 of every other file
+                             normalisation, units, the sha256 of every other file, and the sha256
+                             of each of its own fields (``rtdecode.manifest``)
     templates.npz            unit_ids, templates (uV, daemon preprocessing), nbefore, sparsity, noise_levels
     baseline.npz             unit_ids, mean, std (Hz) of the baseline window, fit on calibration trials
     preferred_stimuli.npy    (units, H, W) float32
@@ -32,10 +33,10 @@ from typing import Any
 import numpy as np
 
 from rtdecode.errors import RtdecodeError
+from rtdecode.manifest import CLASS_NAMES, SCHEMA_VERSION, Manifest, ManifestError, finish_manifest, parse_manifest
 
-SCHEMA_VERSION = 1
+__all__ = ["CLASS_NAMES", "SCHEMA_VERSION", "Bundle", "BundleError", "Manifest", "read_manifest", "verify_bundle"]
 REQUIRED_FILES = ("templates.npz", "baseline.npz", "preferred_stimuli.npy", "model.onnx", "report.json")
-CLASS_NAMES = ("artificial", "natural")
 
 
 class BundleError(RtdecodeError):
@@ -81,12 +82,11 @@ def write_bundle(out: str | Path, manifest: dict[str, Any], files: dict[str, byt
         for name, data in files.items():
             (tmp / name).write_bytes(data)
             hashes[name] = sha256_bytes(data)
-        full = {
-            "schema_version": SCHEMA_VERSION,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            **manifest,
-            "files": hashes,
-        }
+        fields = {"created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **manifest, "files": hashes}
+        try:
+            full = finish_manifest(fields)
+        except ManifestError as err:
+            raise BundleError(f"refusing to write {out}: its manifest does not validate: {err}") from None
         (tmp / "manifest.json").write_text(json.dumps(full, indent=2))
         for p in tmp.iterdir():
             with open(p, "rb") as f:
@@ -114,7 +114,8 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def read_manifest(path: str | Path) -> dict:
+def read_manifest(path: str | Path) -> Manifest:
+    """The bundle's typed manifest; :class:`BundleError` names the field that does not fit."""
     path = Path(path)
     mf = path / "manifest.json"
     if not path.is_dir():
@@ -122,23 +123,21 @@ def read_manifest(path: str | Path) -> dict:
     if not mf.is_file():
         raise BundleError(f"{path}: manifest.json is missing; not a decoder bundle")
     try:
-        manifest = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raw = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise BundleError(f"{mf}: not valid JSON ({err})") from None
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise BundleError(
-            f"{mf}: schema_version {manifest.get('schema_version')!r}, this rtdecode reads {SCHEMA_VERSION}"
-        )
-    return manifest
+    try:
+        return parse_manifest(raw)
+    except ManifestError as err:
+        raise BundleError(f"{mf}: {err}") from None
 
 
-def verify_bundle(path: str | Path) -> dict:
-    """Check the manifest and every file's sha256; raise :class:`BundleError` naming the first bad file."""
+def verify_bundle(path: str | Path) -> Manifest:
+    """Check the manifest (schema, types, its own content hashes) and every file's sha256; raise
+    :class:`BundleError` naming the first bad field or file."""
     path = Path(path)
     manifest = read_manifest(path)
-    hashes = manifest.get("files")
-    if not isinstance(hashes, dict):
-        raise BundleError(f"{path}/manifest.json: no 'files' table of sha256 hashes")
+    hashes = manifest.files
     missing = [f for f in REQUIRED_FILES if f not in hashes]
     if missing:
         raise BundleError(f"{path}/manifest.json: lists no hash for {', '.join(missing)}")
@@ -160,7 +159,7 @@ class Bundle:
     """A verified bundle in memory (what the daemon needs)."""
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     unit_ids: np.ndarray
     templates: np.ndarray
     nbefore: int
@@ -207,28 +206,34 @@ class Bundle:
             ("templates", len(self.templates)),
             ("baseline", len(self.baseline_mean)),
             ("preferred_stimuli", len(self.preferred_stimuli)),
-            ("manifest n_units", self.manifest.get("n_units")),
+            ("manifest n_units", self.manifest.n_units),
         ):
             if m != n:
                 raise BundleError(f"{self.path}: {name} has {m} units but templates.npz lists {n} unit ids")
-        if self.templates.shape[2] != self.manifest["channel_count"]:
+        if self.templates.shape[2] != self.manifest.channel_count:
             raise BundleError(
                 f"{self.path}: templates have {self.templates.shape[2]} channels, manifest says "
-                f"{self.manifest['channel_count']}"
+                f"{self.manifest.channel_count}"
+            )
+        if self.preferred_stimuli.shape[1] != self.manifest.image_size**2:
+            raise BundleError(
+                f"{self.path}: preferred_stimuli has {self.preferred_stimuli.shape[1]} pixels, the manifest's "
+                f"image_size {self.manifest.image_size} needs {self.manifest.image_size**2}"
             )
 
     def check_stream(self, channel_count: int, sample_rate: float, source: str = "rig config") -> None:
         """Refuse a stream whose channel count or sample rate differs from the bundle's."""
         problems = []
-        if int(channel_count) != int(self.manifest["channel_count"]):
-            problems.append(f"channel count: bundle {self.manifest['channel_count']}, {source} {channel_count}")
-        if abs(float(sample_rate) - float(self.manifest["sample_rate"])) > 1e-6:
-            problems.append(f"sample rate: bundle {self.manifest['sample_rate']} Hz, {source} {sample_rate} Hz")
+        m = self.manifest
+        if int(channel_count) != m.channel_count:
+            problems.append(f"channel count: bundle {m.channel_count}, {source} {channel_count}")
+        if abs(float(sample_rate) - m.sample_rate) > 1e-6:
+            problems.append(f"sample rate: bundle {m.sample_rate} Hz, {source} {sample_rate} Hz")
         if problems:
             raise BundleError(f"{self.path} does not fit the {source}: " + "; ".join(problems))
 
 
-def summary(manifest: dict) -> dict:
+def summary(manifest: Manifest) -> dict:
     """The parts of a manifest a person wants to see (for ``rtdecode bundle info``)."""
     keys = (
         "schema_version",
@@ -239,12 +244,16 @@ def summary(manifest: dict) -> dict:
         "n_units",
         "channel_count",
         "sample_rate",
+        "ttl_line",
         "image_size",
         "windows",
+        "preprocessing",
         "class_names",
         "normalisation",
         "classifier",
         "heldout_accuracy",
         "versions",
+        "files",
     )
-    return {k: manifest[k] for k in keys if k in manifest} | {"files": manifest.get("files", {})}
+    d = manifest.model_dump(mode="json")
+    return {k: d[k] for k in keys}

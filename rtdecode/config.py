@@ -18,11 +18,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from rtdecode.errors import ConfigError
+from rtdecode.parameters import field
 
-Port = Annotated[int, Field(ge=1024, le=65535, description="TCP port (1024-65535)")]
+Port = Annotated[int, Strict(), Field(ge=1024, le=65535, description="TCP port (1024-65535)")]
+#: A number that must be written as one: no ``true`` read as 1.0, no ``"32"`` read as 32.
+Num = Annotated[float, Strict()]
+Window = tuple[Num, Num]
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -48,10 +52,10 @@ class StreamConfig(_Strict):
     data_port: Port = Field(description="ZMQ Interface data (PUB) port; plugin default 5556")
     heartbeat_port: Port = Field(description="ZMQ Interface heartbeat (REP) port; the plugin binds data_port + 1")
     stream_name: str = Field(min_length=1, description="name of the GUI stream, e.g. ProbeA-AP")
-    channel_count: int = Field(gt=0, le=4096, description="channels sent by the plugin")
-    sample_rate: float = Field(gt=0, le=1_000_000, description="stream sample rate in Hz")
-    heartbeat_interval_s: float = Field(2.0, gt=0, le=60)
-    heartbeat_timeout_s: float = Field(10.0, gt=0, le=600)
+    channel_count: int = Field(strict=True, gt=0, le=4096, description="channels sent by the plugin")
+    sample_rate: float = Field(strict=True, gt=0, le=1_000_000, description="stream sample rate in Hz")
+    heartbeat_interval_s: float = field("stream.heartbeat_interval_s", strict=True, gt=0, le=60)
+    heartbeat_timeout_s: float = field("stream.heartbeat_timeout_s", strict=True, gt=0, le=600)
 
     @model_validator(mode="after")
     def _heartbeat_is_next_port(self) -> StreamConfig:
@@ -79,22 +83,20 @@ class ProbeConfig(_Strict):
 class SortingConfig(_Strict):
     """Online spike sorting against the bundle's templates."""
 
-    engine: Literal["rtdecode", "tdc-peeler", "nearest"] = Field(
-        "rtdecode", description="our vectorised matcher, or a SpikeInterface matching engine"
-    )
-    chunk_ms: float = Field(20.0, gt=0, le=200, description="sorting chunk length")
-    highpass_hz: float = Field(300.0, gt=0, le=5000, description="causal Butterworth high-pass")
-    filter_order: int = Field(3, ge=1, le=8)
-    common_reference: Literal["median", "average", "none"] = "median"
-    detect_threshold: float = Field(5.0, gt=0, le=50, description="peak threshold in noise MADs")
+    engine: Literal["rtdecode", "tdc-peeler", "nearest"] = field("sorting.engine")
+    chunk_ms: float = field("sorting.chunk_ms", strict=True, gt=0, le=200)
+    highpass_hz: float = field("sorting.highpass_hz", strict=True, gt=0, le=5000)
+    filter_order: int = field("sorting.filter_order", strict=True, ge=1, le=8)
+    common_reference: Literal["median", "average", "none"] = field("sorting.common_reference")
+    detect_threshold: float = field("sorting.detect_threshold", strict=True, gt=0, le=50)
 
 
 class TrialsConfig(_Strict):
     """How stimulus onsets become trials. Windows are relative to onset, half-open [start, end)."""
 
-    ttl_line: int = Field(ge=0, le=255, description="0-based TTL line of stimulus onsets (as on the wire)")
-    response_window_ms: tuple[float, float] = (0.0, 250.0)
-    baseline_window_ms: tuple[float, float] = (-200.0, 0.0)
+    ttl_line: int = Field(strict=True, ge=0, le=255, description="0-based TTL line of stimulus onsets (as on the wire)")
+    response_window_ms: Window = field("trials.response_window_ms")
+    baseline_window_ms: Window = field("trials.baseline_window_ms")
 
     @model_validator(mode="after")
     def _windows_ordered(self) -> TrialsConfig:
@@ -108,11 +110,9 @@ class TrialsConfig(_Strict):
 class ModelConfig(_Strict):
     """Classifier backend."""
 
-    backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = Field(
-        "auto", description="auto = TensorRT when a GPU and tensorrt are present, else ONNX Runtime"
-    )
-    intra_op_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime / torch threads")
-    precision: Literal["fp32", "fp16"] = "fp32"
+    backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = field("model.backend")
+    intra_op_threads: int = field("model.intra_op_threads", strict=True, ge=1, le=64)
+    precision: Literal["fp32", "fp16"] = field("model.precision")
     engine_cache_dir: Path | None = Field(None, description="TensorRT engine cache; default next to the bundle")
 
 
@@ -121,19 +121,19 @@ class NetworkEventsConfig(_Strict):
 
     host: str = "127.0.0.1"
     port: Port
-    ttl_line: int = Field(ge=1, le=256, description="1-based line, as in Network Events commands")
-    pulse_ms: float = Field(10.0, gt=0, le=10_000)
+    ttl_line: int = Field(strict=True, ge=1, le=256, description="1-based line, as in Network Events commands")
+    pulse_ms: float = Field(10.0, strict=True, gt=0, le=10_000)
 
 
 class OutputsConfig(_Strict):
     """Where decisions go."""
 
     bind_host: str = Field("127.0.0.1", description="address the daemon's own sockets bind to")
-    allow_remote: bool = Field(False, description="must be true to bind anything but loopback")
+    allow_remote: bool = Field(False, strict=True, description="must be true to bind anything but loopback")
     decision_port: Port = Field(description="decision PUB socket")
     control_port: Port = Field(description="local REQ/REP control socket (status, stop)")
     decision_log_dir: Path = Field(Path("decisions"), description="JSON Lines decision logs, one per run")
-    ttl_lines: dict[str, Annotated[int, Field(ge=0, le=255)]] = Field(
+    ttl_lines: dict[str, Annotated[int, Strict(), Field(ge=0, le=255)]] = Field(
         default_factory=lambda: {"natural": 1, "artificial": 2},
         description="0-based TTL line per class for the live rig plugin",
     )

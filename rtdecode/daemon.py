@@ -7,7 +7,9 @@ Threads:
   to a bounded queue (a full queue drops the block, counts an overrun and marks the span degraded);
 - **heartbeat**: REQ to data port + 1 every ``heartbeat_interval_s``; lazy-pirate reconnect when
   no reply arrives within ``heartbeat_timeout_s``;
-- **worker**: sorts each block, tracks trials, decodes each closed trial, publishes;
+- **worker**: feeds typed items (``rtdecode.worker_items``) to the one
+  :class:`~rtdecode.pipeline.OnlinePipeline` (sorting, trials, decoding) and publishes its decisions;
+  an exception of our own there is logged with its traceback and counted as an internal error;
 - **control**: REP socket answering ``status`` and ``stop``.
 
 Lifecycle (RTXI/Falcon style): starting -> ready (warmed up) -> running -> draining -> stopped,
@@ -23,26 +25,24 @@ import json
 import queue
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 
 import numpy as np
 import zmq
 
-from rtdecode.bundle import Bundle, BundleError
 from rtdecode.config import RigConfig
-from rtdecode.decode import TrialDecoder
+from rtdecode.parameters import default
+from rtdecode.pipeline import LATENCY_STAGES, Decision, OnlinePipeline
 from rtdecode.publish import DecisionPublisher
-from rtdecode.sorting.matcher import TemplateMatcher
-from rtdecode.sorting.online import OnlineSorter
-from rtdecode.sorting.preprocess import StreamingPreprocessor
 from rtdecode.stream.assembler import BlockAssembler
 from rtdecode.stream.protocol import DataMessage, ProtocolError, TtlMessage, parse_frames
-from rtdecode.trials import TrialTracker
+from rtdecode.worker_items import AnomaliesItem, BlockItem, LostItem, TtlItem, WorkerItem
 
-STAGES = ("sort", "close", "image", "inference", "publish", "total")
+STAGES = tuple(LATENCY_STAGES)
 #: The GUI's default block period (reference/openephys.md): the latency budget of one decision.
-GUI_BLOCK_MS = 23.0
+GUI_BLOCK_MS = default("gui.block_ms")
 
 
 class Daemon:
@@ -58,54 +58,10 @@ class Daemon:
         self.log = log
         self.state = "starting"
         self.failure: str | None = None
-        self.bundle = Bundle.load(bundle_path, verify=True)
-        self.bundle.check_stream(config.stream.channel_count, config.stream.sample_rate, source="rig config")
-        if config.trials.ttl_line != self.bundle.manifest.get("ttl_line", config.trials.ttl_line):
-            log(
-                f"note: rig config TTL line {config.trials.ttl_line} differs from the bundle's "
-                f"{self.bundle.manifest['ttl_line']}; using the rig config's"
-            )
-        from rtdecode.inference.select import make_backend
-
-        self.backend = make_backend(
-            config.model.backend,
-            bundle_path,
-            config.model.intra_op_threads,
-            config.model.precision,
-            config.model.engine_cache_dir,
-            log=log,
-        )
-        self.decoder = TrialDecoder(self.bundle, self.backend)
-        m = self.bundle.manifest
-        if tuple(config.trials.response_window_ms) != tuple(m["windows"]["response_ms"]) or tuple(
-            config.trials.baseline_window_ms
-        ) != tuple(m["windows"]["baseline_ms"]):
-            raise BundleError(
-                f"trial windows differ: rig config response {config.trials.response_window_ms} / "
-                f"baseline {config.trials.baseline_window_ms} ms, bundle {m['windows']}"
-            )
+        self.pipeline = OnlinePipeline.open(bundle_path, config, log=log)
+        self.bundle = self.pipeline.bundle
+        self.backend = self.pipeline.backend
         fs = config.stream.sample_rate
-        s = config.sorting
-        if s.engine != "rtdecode":
-            from rtdecode.sorting.spikeinterface_engine import SpikeInterfaceMatcher
-
-            matcher = SpikeInterfaceMatcher(self.bundle, s.engine, s.detect_threshold, fs)
-        else:
-            matcher = TemplateMatcher(
-                self.bundle.templates,
-                self.bundle.nbefore,
-                self.bundle.sparsity,
-                self.bundle.noise_levels,
-                self.bundle.channel_positions,
-                threshold=s.detect_threshold,
-            )
-        self.sorter = OnlineSorter(
-            matcher,
-            StreamingPreprocessor(config.stream.channel_count, fs, s.highpass_hz, s.filter_order, s.common_reference),
-        )
-        self.tracker = TrialTracker(
-            self.bundle.n_units, config.trials.ttl_line, self.decoder.response, self.decoder.baseline
-        )
         self.assembler = BlockAssembler(config.stream.channel_count, config.stream.stream_name, fs)
         self.queue: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self.ctx = zmq.Context()
@@ -125,6 +81,7 @@ class Daemon:
             )
         self.counters = {
             "malformed": 0,
+            "internal_errors": 0,
             "overruns": 0,
             "decisions": 0,
             "degraded": 0,
@@ -133,9 +90,7 @@ class Daemon:
         }
         self.latencies = {k: [] for k in STAGES}
         self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
-        self.samples_processed = 0
         self.first_block_ns: int | None = None  # monotonic arrival of the first complete block
-        self.stream_start: int | None = None
         self.stream_checked = False
         self._stop = threading.Event()
         self._receiver_done = threading.Event()
@@ -146,29 +101,13 @@ class Daemon:
     # -- lifecycle -----------------------------------------------------------------------------
     def warmup(self) -> None:
         """First inference and first sorting pass before going live (allocation, JIT, caches)."""
-        self.backend.warmup(5)
-        x = np.zeros(self.backend.input_shape, dtype=np.float32)
-        times = []
-        for _ in range(10):
-            t0 = time.perf_counter()
-            self.backend.infer(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-        self.warmup_inference_ms = float(np.median(times))
+        self.warmup_inference_ms = self.pipeline.warmup()
         if self.warmup_inference_ms > GUI_BLOCK_MS:
             self.log(
                 f"note: inference takes {self.warmup_inference_ms:.0f} ms per trial on {self.backend.device} "
                 f"({self.backend.input_shape[-1]} px input), more than one GUI block (~{GUI_BLOCK_MS:.0f} ms); "
                 "decisions will lag by that much (a GPU backend or a smaller bundle image size would not)"
             )
-        n = self.sorter.left + self.sorter.right + 64
-        m = self.sorter.matcher
-        rng = np.random.default_rng(0)
-        noise = rng.normal(0, 1, (n, self.cfg.stream.channel_count)).astype(np.float32) * self.bundle.noise_levels
-        m.find(noise, m.margin_left, n - m.margin_right)  # numba engines compile here, not on live data
-        if hasattr(m, "warmup"):
-            m.warmup()
-        pre = self.sorter.pre
-        StreamingPreprocessor(pre.n_channels, pre.sample_rate, pre.highpass_hz, pre.order, pre.reference).process(noise)
 
     def start(self) -> None:
         self.publisher.log_event(
@@ -176,7 +115,7 @@ class Daemon:
                 "event": "start",
                 "time": time.time(),
                 "bundle": str(self.bundle.path),
-                "bundle_files": self.bundle.manifest["files"],
+                "bundle_files": self.bundle.manifest.files,
                 "backend": self.backend.device,
                 "config": self.cfg.model_dump(mode="json"),
             }
@@ -214,6 +153,8 @@ class Daemon:
         self._stop.wait(timeout)
         for t in self.threads:
             t.join(10)
+        for decision in self.pipeline.finish("shutdown"):  # every onset gets its one decision
+            self._publish(decision)
         if self.state != "failed":
             self.state = "stopped"
         self.publisher.log_event(
@@ -254,10 +195,13 @@ class Daemon:
                         self.log(f"warning: malformed message ignored: {err}")
                     continue
                 if isinstance(msg, DataMessage) and not self.stream_checked:
-                    if abs(msg.sample_rate - s.sample_rate) > 1e-6 or abs(msg.sample_rate - self.decoder.fs) > 1e-6:
+                    if (
+                        abs(msg.sample_rate - s.sample_rate) > 1e-6
+                        or abs(msg.sample_rate - self.pipeline.sample_rate) > 1e-6
+                    ):
                         self.fail(
                             f"stream sample rate {msg.sample_rate} Hz does not fit the bundle "
-                            f"({self.decoder.fs} Hz) / rig config ({s.sample_rate} Hz)"
+                            f"({self.pipeline.sample_rate} Hz) / rig config ({s.sample_rate} Hz)"
                         )
                         return
                     if first_block_sample is None:
@@ -267,7 +211,7 @@ class Daemon:
                         if max(seen_channels) >= s.channel_count:
                             self.fail(
                                 f"stream has more than {s.channel_count} channels (channel_num "
-                                f"{max(seen_channels)}); the bundle expects {self.bundle.manifest['channel_count']}"
+                                f"{max(seen_channels)}); the bundle expects {self.bundle.manifest.channel_count}"
                             )
                             return
                     elif seen_channels:
@@ -275,146 +219,101 @@ class Daemon:
                         if n != s.channel_count:
                             self.fail(
                                 f"stream has {n} channels, the bundle expects "
-                                f"{self.bundle.manifest['channel_count']} (rig config {s.channel_count})"
+                                f"{self.bundle.manifest.channel_count} (rig config {s.channel_count})"
                             )
                             return
                         self.stream_checked = True
                 if isinstance(msg, TtlMessage):
                     anomalies = self.assembler.on_ttl(msg)
-                    self._put(("anomalies", anomalies, now))
-                    self._put(("ttl", msg, now))
+                    if anomalies:
+                        self._put(AnomaliesItem(anomalies, now))
+                    self._put(TtlItem(msg.line, msg.state, msg.sample_num, now))
                 elif isinstance(msg, DataMessage):
                     block, anomalies = self.assembler.on_data(msg, now)
                     if anomalies:
-                        self._put(("anomalies", anomalies, now))
+                        self._put(AnomaliesItem(anomalies, now))
                     if block is not None:
                         if self.first_block_ns is None:
                             self.first_block_ns = now
-                        self._put(("block", (block.sample_num, block.data.copy()), now))
+                        self._put(BlockItem(block.sample_num, block.data.copy(), now))
         finally:
             sub.close()
             self._receiver_done.set()
 
-    def _put(self, item) -> None:
-        if item[0] == "anomalies" and not item[1]:
-            return
-        if item[0] != "block":
+    def _put(self, item: WorkerItem) -> None:
+        if not isinstance(item, BlockItem):
             # TTLs and anomalies are tiny and rare, and losing one would lose a trial or hide a gap:
             # wait for room rather than drop them.
-            while not self._stop.is_set():
-                try:
-                    self.queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            self._put_waiting(item)
             return
         try:
             self.queue.put_nowait(item)
         except queue.Full:
             self.counters["overruns"] += 1
-            first, data = item[1]
             # The worker cannot see this block: mark its span so overlapping trials are degraded.
-            while not self._stop.is_set():
-                try:
-                    self.queue.put(("lost", (first, first + len(data)), item[2]), timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            self._put_waiting(LostItem(item.first_sample, item.first_sample + len(item.data), item.arrival_ns))
         self.counters["queue_high_water"] = max(self.counters["queue_high_water"], self.queue.qsize())
+
+    def _put_waiting(self, item: WorkerItem) -> None:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     # -- worker ----------------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
             try:
-                kind, payload, t_arrival = self.queue.get(timeout=0.1)
+                item = self.queue.get(timeout=0.1)
             except queue.Empty:
                 if self._stop.is_set() and (self._receiver_done.is_set() or self.state == "failed"):
                     return
                 continue
             t0 = time.monotonic_ns()
             try:
-                self._handle(kind, payload, t_arrival)
-            except Exception as err:  # never die on one bad item: count, log, go on
-                self.counters["malformed"] += 1
-                self.log(f"warning: could not process {kind}: {type(err).__name__}: {err}")
+                for decision in self._handle(item):
+                    self._publish(decision)
+            except Exception as err:  # a bug of ours, not bad input: count it, keep the traceback, go on
+                self.counters["internal_errors"] += 1
+                self.log(
+                    f"error: internal error while processing {type(item).__name__} ({type(err).__name__}: {err}):\n"
+                    + traceback.format_exc()
+                )
             self.busy_ns += time.monotonic_ns() - t0
-            if kind == "block":
-                self.samples_processed += len(payload[1])
 
-    def _handle(self, kind: str, payload, t_arrival: int) -> None:
-        if kind == "ttl":
-            self.tracker.on_ttl(payload.line, payload.state, payload.sample_num)
-            return
-        if kind == "anomalies":
-            for a in payload:
+    def _handle(self, item: WorkerItem) -> list[Decision]:
+        p = self.pipeline
+        if isinstance(item, TtlItem):
+            p.on_ttl(item.line, item.state, item.sample)
+            return []
+        if isinstance(item, LostItem):
+            p.on_lost(item.start, item.end, item.reason)
+            return []
+        if isinstance(item, AnomaliesItem):
+            out: list[Decision] = []
+            for a in item.anomalies:
                 if a.kind == "restart":
-                    self.sorter.reset()
-                    self.stream_start = None
-                    for trial in self.tracker.on_restart():
-                        self._emit(trial, t_arrival, t_arrival)
+                    out += p.on_restart(item.arrival_ns)
                 elif a.kind != "duplicate":
-                    self.tracker.on_anomaly(a.start_sample, a.end_sample, a.kind.replace("_", " "))
-            return
-        if kind == "lost":
-            self.tracker.on_anomaly(payload[0], payload[1], "queue overrun")
-            return
-        first, data = payload
+                    p.on_lost(a.start_sample, a.end_sample, a.kind.replace("_", " "))
+            return out
         if self.state == "ready":
             self.state = "running"
-        if self.stream_start is None or (
-            self.sorter.buf_start is not None and first != self.sorter.buf_start + self.sorter.n
-        ):
-            if self.stream_start is None:
-                self.stream_start = first
-            else:  # a gap: the sorter restarts; its left margin is unsorted
-                self.tracker.on_anomaly(self.sorter.buf_start + self.sorter.n, first + self.sorter.left, "data gap")
-        spikes, units = self.sorter.process(data, first)
-        t_sorted = time.monotonic_ns()
-        self.tracker.add_spikes(spikes, units)
-        for trial in self.tracker.close_ready(self.sorter.sorted_until, self.stream_start):
-            self._emit(trial, t_arrival, t_sorted)
+        return p.on_block(item.first_sample, item.data, item.arrival_ns)
 
-    def _emit(self, trial, t_arrival: int, t_sorted: int) -> None:
-        t_closed = time.monotonic_ns()
-        result = self.decoder.decide(trial)
-        fs = self.decoder.fs
-        r0, r1 = self.decoder.response
-        decision = {
-            "onset_sample": trial.onset_sample,
-            "window_samples": [trial.onset_sample + r0, trial.onset_sample + r1],
-            "window_ms": list(self.cfg.trials.response_window_ms),
-            "predicted_class": result["predicted_class"],
-            "probabilities": result["probabilities"],
-            "n_spikes": trial.n_spikes,
-            "n_units": trial.n_units_active,
-            "status": result["status"],
-            "latency_ns": {
-                "block_arrival": t_arrival,
-                "sorted": t_sorted,
-                "trial_closed": t_closed,
-                "image": result["t_image_ns"],
-                "inference": result["t_inference_ns"],
-            },
-            "sample_rate": fs,
-        }
-        d = self.publisher.publish(decision)
-        if self.network_events is not None and result["status"] == "ok":
+    def _publish(self, decision: Decision) -> None:
+        d = self.publisher.publish(decision.record())
+        if self.network_events is not None and decision.ok:
             self.network_events.pulse()  # queued; sent on its own thread
-        lat = d["latency_ns"]
         self.counters["decisions"] += 1
-        if result["status"] != "ok":
+        if not decision.ok:
             self.counters["degraded"] += 1
             return
-        ms = lambda a, b: (lat[b] - lat[a]) / 1e6  # noqa: E731
-        for stage, (a, b) in {
-            "sort": ("block_arrival", "sorted"),
-            "close": ("sorted", "trial_closed"),
-            "image": ("trial_closed", "image"),
-            "inference": ("image", "inference"),
-            "publish": ("inference", "published"),
-            "total": ("block_arrival", "published"),
-        }.items():
-            self.latencies[stage].append(ms(a, b))
+        lat = d["latency_ns"]
+        for stage, (a, b) in LATENCY_STAGES.items():
+            self.latencies[stage].append((lat[b] - lat[a]) / 1e6)
 
     # -- heartbeat ---------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
@@ -476,6 +375,7 @@ class Daemon:
             rep.close()
 
     def status(self) -> dict:
+        stream_s = self.pipeline.samples_processed / self.cfg.stream.sample_rate
         pct = {}
         for stage, values in self.latencies.items():
             if values:
@@ -494,18 +394,15 @@ class Daemon:
             "warmup_inference_ms": self.warmup_inference_ms,
             "counters": {
                 **self.assembler.counters,
-                **self.tracker.counters,
+                **self.pipeline.counters(),
                 **self.counters,
-                "spikes": self.sorter.counters["spikes"],
             },
             "latency": pct,
             "capacity": {
-                "stream_s": self.samples_processed / self.cfg.stream.sample_rate,
+                "stream_s": stream_s,
                 "worker_busy_s": self.busy_ns / 1e9,
                 "first_block_ns": self.first_block_ns,
-                "realtime_factor": (self.samples_processed / self.cfg.stream.sample_rate) / (self.busy_ns / 1e9)
-                if self.busy_ns
-                else None,
+                "realtime_factor": stream_s / (self.busy_ns / 1e9) if self.busy_ns else None,
             },
             "decision_log": str(self.log_path),
         }

@@ -71,7 +71,7 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
     from rtdecode.offline.evaluate import EvaluationConfig, default_combinations, run_evaluation
     from rtdecode.offline.parallel import Executor
     from rtdecode.offline.report import reading, write_report
-    from rtdecode.offline.simulate import SimulationParams, simulate
+    from rtdecode.offline.sim.simulate import SimulationParams, simulate
 
     out = Path(out)
     console.rule("rtdecode demo")
@@ -150,8 +150,8 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
                 )
     manifest = verify_bundle(bundle)
     console.print(
-        f"   bundle verified: {len(manifest['files'])} files, {manifest['n_units']} units, "
-        f"held-out accuracy {manifest['heldout_accuracy']:.0%}"
+        f"   bundle verified: {len(manifest.files)} files, {manifest.n_units} units, "
+        f"held-out accuracy {manifest.heldout_accuracy:.0%}"
     )
     summary = run_online(bundle, target, out, console)
     console.print(
@@ -162,10 +162,10 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
 
 def run_online(bundle: Path, target: Path, out: Path, console: Console, speed: float = 1.0) -> dict:
     """Serve the bundle and replay the target's recording through it; print the summary."""
-    from rtdecode.config import load_rig_config
-    from rtdecode.replay.session import replay_through_daemon
+    from rtdecode import rig_configs
+    from rtdecode.offline.bench.session import replay_through_daemon
 
-    cfg = load_rig_config(Path(__file__).resolve().parent.parent / "rig_configs" / "replay_local.toml")
+    cfg = rig_configs.load("replay_local.toml")
     m = json.loads((target / "animal.json").read_text())
     console.print(
         f"5. Serving the bundle and replaying {target.name}'s recording ({m['duration_s']:.0f} s) at {speed:g} x "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import zmq
 
+from rtdecode.decision_log import DecisionLog
 from rtdecode.errors import RtdecodeError
 
 TOPIC = b"decision"
@@ -35,10 +36,11 @@ class DecisionPublisher:
         self.address = address
         self.seq = 0
         self.log_path = Path(log_path) if log_path else None
-        self._log = None
-        if self.log_path:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
+        try:
+            self._log = DecisionLog(self.log_path) if self.log_path else None
+        except RtdecodeError:
+            self.sock.close()
+            raise
 
     def publish(self, decision: dict) -> dict:
         self.seq += 1
@@ -48,15 +50,13 @@ class DecisionPublisher:
         line = json.dumps(decision, separators=(",", ":"))
         self.sock.send_multipart([TOPIC, line.encode()])
         if self._log:
-            self._log.write(line + "\n")
-            self._log.flush()
+            self._log.write_line(line)
         return decision
 
     def log_event(self, event: dict) -> None:
         """Non-decision records (start, stop, provenance) go to the log only."""
         if self._log:
-            self._log.write(json.dumps(event, separators=(",", ":")) + "\n")
-            self._log.flush()
+            self._log.write(event)
 
     def close(self) -> None:
         if self._log:

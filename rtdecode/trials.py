@@ -1,7 +1,8 @@
 """TTL onsets -> trials; a trial closes once the sorted stream has passed its window end.
 
 Windows are half-open ``[onset + start, onset + end)`` in integer samples, for the response and
-the baseline (which may precede the onset). Spikes are kept only as long as an open trial can
+the baseline (which may precede the onset), counted by ``core.responses`` as in the builder.
+Spikes are kept only as long as an open trial can
 still need them. A trial whose span overlaps a stream anomaly (lost messages, a sample gap, an
 incomplete block, a restart, a dropped block) is closed as ``degraded: <reason>`` and is never
 decoded as if whole.
@@ -12,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from rtdecode.core.responses import trial_counts
 
 
 @dataclass
@@ -67,15 +70,20 @@ class TrialTracker:
             self.spike_samples = np.concatenate([self.spike_samples, samples])
             self.spike_units = np.concatenate([self.spike_units, units])
 
-    def _counts(self, onset: int, window: tuple[int, int]) -> np.ndarray:
-        sel = (self.spike_samples >= onset + window[0]) & (self.spike_samples < onset + window[1])
-        return np.bincount(self.spike_units[sel], minlength=self.n_units)
-
     def _close(self, onset: int, degraded: list[str]) -> ClosedTrial:
         self.counters["closed"] += 1
         if degraded:
             self.counters["degraded"] += 1
-        return ClosedTrial(onset, self._counts(onset, self.response), self._counts(onset, self.baseline), degraded)
+        response, baseline = trial_counts(
+            self.spike_samples, self.spike_units, self.n_units, np.array([onset]), [self.response, self.baseline]
+        )
+        return ClosedTrial(onset, response[0], baseline[0], degraded)
+
+    def close_all(self, reason: str) -> list[ClosedTrial]:
+        """Close every pending trial as degraded (the stream ended or the daemon stops)."""
+        closed = [self._close(o, [reason]) for o in self.pending]
+        self.pending = []
+        return closed
 
     def close_ready(self, sorted_until: int | None, stream_start: int | None = None) -> list[ClosedTrial]:
         """Trials whose whole span lies before ``sorted_until``."""

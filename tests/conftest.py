@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from rtdecode.offline.simulate import SimulationParams, simulate
+from rtdecode.offline.sim.simulate import SimulationParams, simulate
 
 
 def pytest_addoption(parser):

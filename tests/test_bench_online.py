@@ -4,7 +4,7 @@ reports what it timed. No timing is asserted (shared machines); accuracy and com
 import json
 
 import numpy as np
-from rtdecode.offline.bench_online import bench_whole_path, probe_positions, run_online_bench, synthetic_stream
+from rtdecode.offline.bench.online_bench import bench_whole_path, probe_positions, run_online_bench, synthetic_stream
 
 from .test_online import rig
 

@@ -24,9 +24,10 @@ def _writable_copy(bundle, tmp_path):
 def test_fresh_bundle_verifies_and_is_read_only(bundle):
     manifest = verify_bundle(bundle)
     names = {"templates.npz", "baseline.npz", "preferred_stimuli.npy", "model.onnx", "model.pt", "report.json"}
-    assert names <= set(manifest["files"])
-    assert manifest["channel_count"] == 16 and manifest["sample_rate"] == 30000.0
-    assert manifest["image_size"] == 32 and manifest["class_names"] == ["artificial", "natural"]
+    assert names <= set(manifest.files)
+    assert manifest.channel_count == 16 and manifest.sample_rate == 30000.0
+    assert manifest.image_size == 32 and manifest.class_names == ("artificial", "natural")
+    assert set(manifest.content_sha256) == set(manifest.model_dump()) - {"content_sha256"}
     for p in bundle.iterdir():
         assert not p.stat().st_mode & stat.S_IWUSR, p.name
     assert not list(bundle.parent.glob(".*tmp-*"))  # no temp dir left behind
@@ -73,18 +74,84 @@ def test_stream_mismatch_is_refused_naming_both_values(bundle):
         b.check_stream(16, 25000.0, source="stream")
 
 
-def test_write_is_atomic_and_refuses_incomplete(tmp_path):
+def _manifest_fields(bundle) -> dict:
+    """A valid manifest's fields (what a builder passes to write_bundle)."""
+    raw = json.loads((bundle / "manifest.json").read_text())
+    return {k: v for k, v in raw.items() if k not in ("schema_version", "created_at", "files", "content_sha256")}
+
+
+def test_write_is_atomic_and_refuses_incomplete(bundle, tmp_path):
+    fields = _manifest_fields(bundle)
     with pytest.raises(BundleError, match="missing"):
-        write_bundle(tmp_path / "b", {}, {"model.onnx": b"x"})
+        write_bundle(tmp_path / "b", fields, {"model.onnx": b"x"})
     assert not (tmp_path / "b").exists() and not list(tmp_path.iterdir())
     files = {
         n: b"data" for n in ("templates.npz", "baseline.npz", "preferred_stimuli.npy", "model.onnx", "report.json")
     }
-    write_bundle(tmp_path / "b", {"n": 1}, files)
+    write_bundle(tmp_path / "b", {**fields, "target": "one"}, files)
     with pytest.raises(BundleError, match="exists"):
-        write_bundle(tmp_path / "b", {"n": 2}, files)
-    write_bundle(tmp_path / "b", {"n": 3}, files, overwrite=True)
-    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["n"] == 3
+        write_bundle(tmp_path / "b", {**fields, "target": "two"}, files)
+    write_bundle(tmp_path / "b", {**fields, "target": "three"}, files, overwrite=True)
+    assert read_manifest(tmp_path / "b").target == "three"
+    assert not list(tmp_path.glob(".b.*"))  # neither temp nor old copies left behind
+
+
+def test_an_invalid_manifest_is_never_written(bundle, tmp_path):
+    files = {
+        n: b"data" for n in ("templates.npz", "baseline.npz", "preferred_stimuli.npy", "model.onnx", "report.json")
+    }
+    fields = _manifest_fields(bundle)
+    del fields["windows"]
+    with pytest.raises(BundleError, match=r"does not validate: windows = \(missing\)"):
+        write_bundle(tmp_path / "b", fields, files)
+    assert not (tmp_path / "b").exists()
+
+
+def _rewrite_manifest(b, edit) -> None:
+    path = b / "manifest.json"
+    raw = json.loads(path.read_text())
+    edit(raw)
+    path.write_text(json.dumps(raw, indent=2))
+
+
+@pytest.mark.parametrize(
+    ("edit", "expect"),
+    [
+        (
+            lambda m: m.update(class_names=["natural", "artificial"]),
+            "class_names was edited after the bundle was written",
+        ),
+        (lambda m: m["windows"].update(response_ms=[0.0, 300.0]), "windows was edited after the bundle was written"),
+        (lambda m: m.pop("ttl_line"), "ttl_line was removed"),
+        (lambda m: m.update(extra_field=1), "extra_field was added"),
+        (lambda m: m.pop("content_sha256"), "content_sha256 is missing"),
+        (lambda m: m.update(schema_version=1), "schema_version 1: this rtdecode reads bundles of schema 2"),
+    ],
+)
+def test_an_edited_manifest_is_refused_naming_the_field(bundle, tmp_path, edit, expect):
+    b = _writable_copy(bundle, tmp_path)
+    _rewrite_manifest(b, edit)
+    with pytest.raises(BundleError, match=expect):
+        verify_bundle(b)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtdecode", "bundle", "verify", str(b)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and expect in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_wrong_type_with_consistent_hashes_is_named(bundle, tmp_path):
+    """Even with the content hashes recomputed (a deliberate edit), the schema refuses wrong types."""
+    from rtdecode.manifest import content_hashes
+
+    b = _writable_copy(bundle, tmp_path)
+
+    def edit(m):
+        m["channel_count"] = "sixteen"
+        m["content_sha256"] = content_hashes(m)
+
+    _rewrite_manifest(b, edit)
+    with pytest.raises(BundleError, match="channel_count = 'sixteen': Input should be a valid integer"):
+        read_manifest(b)
 
 
 def test_build_report_and_heldout_trials(bundle):

@@ -1,5 +1,5 @@
 import numpy as np
-from rtdecode.offline.natural_images import natural_scene_stack, radial_power_spectrum
+from rtdecode.offline.sim.natural_images import natural_scene_stack, radial_power_spectrum
 
 from rtdecode.core.stimuli import AllenFrame
 

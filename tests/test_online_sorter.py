@@ -4,13 +4,13 @@ with ground truth."""
 import numpy as np
 import pandas as pd
 import pytest
-from rtdecode.replay.replayer import RecordingSource
 
 from rtdecode.bundle import Bundle
 from rtdecode.sorting.matcher import TemplateMatcher
 from rtdecode.sorting.online import OnlineSorter
 from rtdecode.sorting.preprocess import StreamingPreprocessor
 from rtdecode.sorting.spikeinterface_engine import SpikeInterfaceMatcher
+from rtdecode.stream.recording import RecordingSource
 
 SECONDS = 15
 
@@ -72,7 +72,7 @@ def test_spikeinterface_engines_run_online(bundle, source, three_animals, engine
 
 def test_simultaneous_spikes_far_apart_on_the_probe_are_both_found():
     """Detection is locally exclusive: a spike on one end of the probe does not hide one on the other."""
-    from rtdecode.offline.probe import neuropixels1_probe
+    from rtdecode.offline.sim.probe import neuropixels1_probe
 
     pos = neuropixels1_probe(384).contact_positions
     length, nbefore = 60, 20

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 from rtdecode.offline.allen import UnitFilter, open_session
-from rtdecode.offline.population import Population, true_linear_rf
+from rtdecode.offline.sim.population import Population, true_linear_rf
 from scipy.ndimage import zoom
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score

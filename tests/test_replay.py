@@ -8,7 +8,9 @@ import time
 import numpy as np
 import pytest
 import zmq
-from rtdecode.replay.replayer import Fault, Replayer, block_sizes
+from rtdecode.replay.replayer import Fault, Replayer
+
+from rtdecode.stream.recording import block_sizes
 
 from .conftest import free_port_pair, manifest
 

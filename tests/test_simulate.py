@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
-from rtdecode.offline.simulate import SimulationParams, simulate
+from rtdecode.offline.sim.simulate import SimulationParams, simulate
 
 from .conftest import manifest
 

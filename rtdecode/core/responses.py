@@ -74,9 +74,28 @@ class SpikeIndex:
         return right - left
 
 
-def rates_hz(counts: np.ndarray, window: tuple[int, int], sample_rate: float) -> np.ndarray:
-    """Counts in a window of ``window[1] - window[0]`` samples -> rates in Hz (float32)."""
-    return np.asarray(counts, dtype=np.float32) * np.float32(sample_rate / (window[1] - window[0]))
+def rates_hz(
+    counts: np.ndarray, window: tuple[int, int], sample_rate: float, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Counts in a window of ``window[1] - window[0]`` samples -> rates in Hz (float32).
+
+    ``out`` (float32, the shape of ``counts``) is written in place -- the daemon's preallocated row;
+    the arithmetic is the same either way (cast to float32, then one float32 multiply)."""
+    scale = np.float32(sample_rate / (window[1] - window[0]))
+    if out is None:
+        return np.asarray(counts, dtype=np.float32) * scale
+    out[...] = counts
+    out *= scale
+    return out
+
+
+def trial_counts(
+    spike_samples: np.ndarray, spike_units: np.ndarray, n_units: int, onsets: np.ndarray, windows: list[tuple[int, int]]
+) -> list[np.ndarray]:
+    """Counts (trials x units) in each window for spikes given as parallel (sample, unit) arrays --
+    the live trial tracker's call, through the same :class:`SpikeIndex` the builder counts with."""
+    index = SpikeIndex.from_spikes(spike_samples, spike_units, n_units)
+    return [index.counts(onsets, w) for w in windows]
 
 
 @dataclass(frozen=True)
@@ -102,9 +121,14 @@ class BaselineStats:
         std = np.maximum(sub.std(axis=0, ddof=1), min_std_hz)
         return cls(mean=sub.mean(axis=0).astype(np.float32), std=std.astype(np.float32), fit_trials=idx)
 
-    def normalise(self, response_rates: np.ndarray) -> np.ndarray:
-        """``R = (r - mean) / std`` (float32), for any trials (rows) with the fitted units (cols)."""
+    def normalise(self, response_rates: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``R = (r - mean) / std`` (float32), for any trials (rows) with the fitted units (cols);
+        ``out`` receives it in place (same arithmetic)."""
         r = np.asarray(response_rates, dtype=np.float32)
         if r.shape[-1] != self.mean.shape[0]:
             raise ValueError(f"responses have {r.shape[-1]} units, baseline has {self.mean.shape[0]}")
-        return (r - self.mean) / self.std
+        if out is None:
+            return (r - self.mean) / self.std
+        np.subtract(r, self.mean, out=out)
+        np.divide(out, self.std, out=out)
+        return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from rtdecode.bundle import read_manifest
 from rtdecode.inference.base import Backend, BackendUnavailable
 
 
@@ -57,5 +58,6 @@ def make_backend(
     if kind == "torch":
         from rtdecode.inference.torch_backend import TorchBackend
 
-        return TorchBackend.from_bundle(bundle_dir, intra_op_threads)
+        m = read_manifest(bundle_dir)
+        return TorchBackend.from_bundle(bundle_dir, m.image_size, m.architecture.model_dump(), intra_op_threads)
     raise BackendUnavailable(f"unknown backend {kind!r}; expected auto, onnxruntime, tensorrt or torch")

@@ -19,22 +19,17 @@ class TorchBackend(WarmupMixin):
         self.input_shape = tuple(input_shape)
 
     @classmethod
-    def from_bundle(cls, bundle_dir, threads: int = 1) -> TorchBackend:
+    def from_bundle(cls, bundle_dir, image_size: int, architecture: dict, threads: int = 1) -> TorchBackend:
         """The bundle's network (``model.pt`` state dict) in torch eager."""
-        import json
         from pathlib import Path
 
         import torch
 
-        from rtdecode.offline.model import build_googlenet
+        from rtdecode.inference.network import decoder_net
 
-        bundle_dir = Path(bundle_dir)
-        manifest = json.loads((bundle_dir / "manifest.json").read_text())
-        size = manifest["image_size"]
-        arch = manifest.get("architecture", {})
-        model = build_googlenet(2, tap=arch.get("tap"), grid=arch.get("grid", 6))
-        model.load_state_dict(torch.load(bundle_dir / "model.pt", map_location="cpu", weights_only=True))
-        return cls(model, (1, 3, size, size), threads)
+        model = decoder_net(2, tap=architecture.get("tap"), grid=architecture.get("grid", 6))
+        model.load_state_dict(torch.load(Path(bundle_dir) / "model.pt", map_location="cpu", weights_only=True))
+        return cls(model, (1, 3, image_size, image_size), threads)
 
     @property
     def device(self) -> str:

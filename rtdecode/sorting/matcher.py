@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from rtdecode.parameters import default
+
 
 @njit(cache=True, nogil=True)
 def _local_peaks(x, inv_noise, threshold, neighbours, refractory, start, stop):  # pragma: no cover - compiled
@@ -102,7 +104,7 @@ class TemplateMatcher:
         sparsity: np.ndarray,
         noise_levels: np.ndarray,
         channel_positions: np.ndarray,
-        threshold: float = 5.0,
+        threshold: float = default("sorting.detect_threshold"),
         radius_um: float = 60.0,
         exclusion_um: float = 50.0,
         max_shift: int = 2,

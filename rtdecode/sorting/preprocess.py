@@ -20,6 +20,8 @@ import numpy as np
 from numba import njit
 from scipy.signal import butter, sosfilt_zi
 
+from rtdecode.parameters import default
+
 REFERENCES = {"none": 0, "median": 1, "average": 2}
 
 
@@ -113,9 +115,9 @@ class StreamingPreprocessor:
         self,
         n_channels: int,
         sample_rate: float,
-        highpass_hz: float = 300.0,
-        order: int = 3,
-        reference: str = "median",
+        highpass_hz: float = default("sorting.highpass_hz"),
+        order: int = default("sorting.filter_order"),
+        reference: str = default("sorting.common_reference"),
     ) -> None:
         if reference not in REFERENCES:
             raise ValueError(f"reference must be 'median', 'average' or 'none', got {reference!r}")

@@ -27,9 +27,9 @@ import zmq
 
 from rtdecode.errors import RecordingError
 from rtdecode.stream.protocol import EVENT_ENVELOPE, BlockFramer, ttl_frames
+from rtdecode.stream.recording import RecordingSource, block_sizes
 
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall")
-GUI_BLOCK_MEAN_S = 1024 / 44100  # the GUI's default audio callback period
 
 
 @dataclass
@@ -69,62 +69,6 @@ class ReplayStats:
     faults_applied: dict = field(default_factory=dict)
     wall_s: float = 0.0
     heartbeats: int = 0
-
-
-class RecordingSource:
-    """The continuous stream and TTL events of one Open Ephys Binary recording."""
-
-    def __init__(self, recording_dir: str | Path, stream_index: int = 0) -> None:
-        from open_ephys.analysis import Session
-
-        path = Path(recording_dir)
-        try:
-            session = Session(str(path))
-            nodes = getattr(session, "recordnodes", None)
-            recording = (nodes[0].recordings if nodes else session.recordings)[0]
-            cont = recording.continuous[stream_index]
-        except Exception as err:
-            raise RecordingError(
-                f"{path}: cannot read as an Open Ephys recording ({type(err).__name__}: {err})"
-            ) from None
-        meta = cont.metadata
-        self.stream_name = meta.stream_name
-        self.source_node = int(meta.source_node_id)
-        self.sample_rate = float(meta.sample_rate)
-        self.n_channels = int(meta.num_channels)
-        self.channel_names = list(meta.channel_names)
-        self.bit_volts = np.asarray(meta.bit_volts, dtype=np.float32)
-        self.samples = cont.samples  # int16 memmap (n, channels)
-        self.sample_numbers = np.asarray(cont.sample_numbers, dtype=np.int64)
-        ev = recording.events
-        if ev is not None and len(ev):
-            ev = ev[ev.stream_name == self.stream_name] if "stream_name" in ev else ev
-            self.ttl_samples = ev.sample_number.to_numpy(np.int64)
-            self.ttl_lines = ev.line.to_numpy(np.int64) - 1  # 1-based on disk -> 0-based on the wire
-            self.ttl_states = ev.state.to_numpy(np.int64)
-            order = np.argsort(self.ttl_samples, kind="stable")
-            self.ttl_samples, self.ttl_lines, self.ttl_states = (
-                a[order] for a in (self.ttl_samples, self.ttl_lines, self.ttl_states)
-            )
-        else:
-            self.ttl_samples = self.ttl_lines = self.ttl_states = np.empty(0, np.int64)
-
-    @property
-    def n_samples(self) -> int:
-        return len(self.sample_numbers)
-
-
-def block_sizes(n_samples: int, sample_rate: float, block_samples: int | None, seed: int = 0) -> np.ndarray:
-    """Block lengths covering the recording: fixed, or GUI-like variable around 1024/44100 s."""
-    if block_samples:
-        sizes = np.full(int(np.ceil(n_samples / block_samples)), block_samples, dtype=np.int64)
-    else:
-        mean = sample_rate * GUI_BLOCK_MEAN_S
-        rng = np.random.default_rng(seed)
-        sizes = np.round(rng.uniform(0.85, 1.15, int(n_samples / mean * 1.2) + 2) * mean).astype(np.int64)
-    edges = np.concatenate([[0], np.cumsum(sizes)])
-    edges = edges[edges < n_samples]
-    return np.diff(np.concatenate([edges, [n_samples]]))
 
 
 class _Rendered:

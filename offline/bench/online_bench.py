@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rtdecode.offline.extracellular import spike_vector, unit_templates, voltage_recording
-from rtdecode.offline.probe import neuropixels1_probe
+from rtdecode.offline.sim.extracellular import spike_vector, unit_templates, voltage_recording
+from rtdecode.offline.sim.probe import neuropixels1_probe
 
+from rtdecode.parameters import default
 from rtdecode.sorting.spikeinterface_engine import EngineUnavailable
 
 FS = 30000.0
@@ -128,7 +129,9 @@ class SortingTemplates:
     gt_sorting: object
 
 
-def templates_on_preprocessing(stream: SyntheticStream, reference: str = "median") -> SortingTemplates:
+def templates_on_preprocessing(
+    stream: SyntheticStream, reference: str = default("sorting.common_reference")
+) -> SortingTemplates:
     from probeinterface import Probe
     from rtdecode.offline.sort import templates_from_sorting
     from spikeinterface.core import NumpyRecording, NumpySorting
@@ -157,16 +160,6 @@ def templates_on_preprocessing(stream: SyntheticStream, reference: str = "median
     )
 
 
-def make_matcher(engine: str, t: SortingTemplates, threshold: float = 5.0):
-    if engine == "rtdecode":
-        from rtdecode.sorting.matcher import TemplateMatcher
-
-        return TemplateMatcher(t.templates, t.nbefore, t.sparsity, t.noise_levels, t.channel_positions, threshold)
-    from rtdecode.sorting.spikeinterface_engine import SpikeInterfaceMatcher
-
-    return SpikeInterfaceMatcher(t, engine, threshold, FS)
-
-
 def _timed(fn, acc: list):
     def wrapper(*args, **kwargs):
         t0 = time.perf_counter()
@@ -181,19 +174,21 @@ def _timed(fn, acc: list):
 def run_sorter(stream: SyntheticStream, t: SortingTemplates, engine: str, seed: int = 0) -> dict:
     """Stream ``stream`` through OnlineSorter with ``engine`` in GUI-like blocks; time and score it."""
     from rtdecode.offline.sort import compare_to_ground_truth
-    from rtdecode.replay.replayer import block_sizes
     from spikeinterface.core import NumpySorting
 
-    from rtdecode.sorting.online import OnlineSorter
-    from rtdecode.sorting.preprocess import StreamingPreprocessor
+    from rtdecode.config import SortingConfig
+    from rtdecode.pipeline import make_online_sorter
+    from rtdecode.stream.recording import block_sizes
 
-    matcher = make_matcher(engine, t)
+    # the daemon's own assembly of preprocessing + matcher (rtdecode.pipeline), engine by engine
+    sorter = make_online_sorter(t, stream.n_channels, FS, SortingConfig(engine=engine))
+    matcher = sorter.matcher
     warm = np.random.default_rng(0).normal(0, 1, (4096, stream.n_channels)).astype(np.float32) * t.noise_levels
     matcher.find(warm, matcher.margin_left, len(warm) - matcher.margin_right)  # JIT before the clock
     if hasattr(matcher, "warmup"):
         matcher.warmup()
-    StreamingPreprocessor(stream.n_channels, FS).process(warm)
-    sorter = OnlineSorter(matcher, StreamingPreprocessor(stream.n_channels, FS))
+    sorter.pre.process(warm)
+    sorter.reset()
     pre_s, match_s = [0.0], [0.0]
     sorter.pre.process = _timed(sorter.pre.process, pre_s)
     matcher.find = _timed(matcher.find, match_s)
@@ -267,7 +262,7 @@ def bench_sorting(
 
 
 def write_recording(stream: SyntheticStream, out: Path, onsets: np.ndarray, ttl_line: int, first_sample: int) -> Path:
-    from rtdecode.offline.openephys_writer import NEUROPIXELS_AP_BIT_VOLTS, BinaryRecordingWriter
+    from rtdecode.offline.sim.openephys_writer import NEUROPIXELS_AP_BIT_VOLTS, BinaryRecordingWriter
 
     writer = BinaryRecordingWriter(
         out,
@@ -309,7 +304,8 @@ def write_timing_bundle(
     keep = np.isin(stream.spikes["unit_index"], t.unit_ids)
     remap = np.searchsorted(t.unit_ids, stream.spikes["unit_index"][keep])
     index = SpikeIndex.from_spikes(stream.spikes["sample_index"][keep], remap, len(t.unit_ids))
-    resp, base = window_samples((0.0, 250.0), FS), window_samples((-200.0, 0.0), FS)
+    resp_ms, base_ms = default("trials.response_window_ms"), default("trials.baseline_window_ms")
+    resp, base = window_samples(resp_ms, FS), window_samples(base_ms, FS)
     stats = BaselineStats.fit(rates_hz(index.counts(onsets, base), base, FS))
     R = stats.normalise(rates_hz(index.counts(onsets, resp), resp, FS))
     S = rng.uniform(0, 255, (len(onsets), image_size * image_size)).astype(np.float32)
@@ -335,8 +331,12 @@ def write_timing_bundle(
         "channel_map": list(range(stream.n_channels)),
         "first_sample_number": first_sample,
         "ttl_line": ttl_line,
-        "windows": {"response_ms": [0.0, 250.0], "baseline_ms": [-200.0, 0.0]},
-        "preprocessing": {"highpass_hz": 300.0, "order": 3, "reference": "median"},
+        "windows": {"response_ms": list(resp_ms), "baseline_ms": list(base_ms)},
+        "preprocessing": {
+            "highpass_hz": default("sorting.highpass_hz"),
+            "order": default("sorting.filter_order"),
+            "reference": default("sorting.common_reference"),
+        },
         "class_names": list(CLASS_NAMES),
         "image_size": image_size,
         "normalisation": norm.as_dict(),
@@ -382,16 +382,16 @@ def bench_whole_path(
     sending, so a flat-out run measures the daemon's path rather than the replayer's rendering."""
     if preload is None:
         preload = speed is None
-    from rtdecode.replay.session import replay_through_daemon
+    from rtdecode.offline.bench.session import replay_through_daemon
 
-    from rtdecode.config import load_rig_config
+    from rtdecode import rig_configs
 
     log(f"whole path: generating {n_channels} channels x {duration_s:g} s, onsets every 250 ms ...")
     stream = synthetic_stream(n_channels, duration_s, seed=seed)
     first_sample = 90_000
     onsets = np.arange(int(1.0 * FS), len(stream.traces) - int(0.5 * FS), int(0.25 * FS))
     if cfg is None:
-        cfg = load_rig_config(Path(__file__).resolve().parent.parent / "rig_configs" / "replay_local.toml")
+        cfg = rig_configs.load("replay_local.toml")
     cfg = cfg.model_copy(update={"stream": cfg.stream.model_copy(update={"channel_count": n_channels})})
     line = cfg.trials.ttl_line
     t = templates_on_preprocessing(stream, cfg.sorting.common_reference)
@@ -443,7 +443,7 @@ def run_online_bench(
     seed: int = 0,
     log=print,
 ) -> dict:
-    from rtdecode.offline.bench import machine
+    from rtdecode.offline.bench.offline_bench import machine
 
     packages = ("rtdecode", "numpy", "numba", "scipy", "spikeinterface", "onnxruntime", "pyzmq")
     result = {"machine": machine(packages), "started": time.strftime("%Y-%m-%d %H:%M:%S")}

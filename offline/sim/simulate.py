@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rtdecode.offline import natural_images, population
-from rtdecode.offline.extracellular import spike_vector, unit_templates, voltage_recording
-from rtdecode.offline.nwb_writer import AllenSessionData, write_allen_session_nwb
-from rtdecode.offline.openephys_writer import NEUROPIXELS_AP_BIT_VOLTS, BinaryRecordingWriter
-from rtdecode.offline.probe import neuropixels1_probe
+from rtdecode.offline.sim import natural_images, population
+from rtdecode.offline.sim.extracellular import spike_vector, unit_templates, voltage_recording
+from rtdecode.offline.sim.nwb_writer import AllenSessionData, write_allen_session_nwb
+from rtdecode.offline.sim.openephys_writer import NEUROPIXELS_AP_BIT_VOLTS, BinaryRecordingWriter
+from rtdecode.offline.sim.probe import neuropixels1_probe
 
 from rtdecode.core.stimuli import (
     BLANK_FRAME,

@@ -1,0 +1,420 @@
+"""The offline builder's commands, registered onto the ``rtdecode`` command line by :func:`register`.
+
+``simulate``, ``session info``, ``evaluate``, ``build`` and ``bench offline|online``. Heavy imports
+stay inside the commands, so ``rtdecode --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from rtdecode.console import HELP_MARKUP, console, err_console, progress_bar
+from rtdecode.errors import RtdecodeError
+from rtdecode.parameters import default
+
+session_app = typer.Typer(help="Allen-layout NWB session files.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
+bench_app = typer.Typer(
+    help="Benchmarks that print ratios measured side by side.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the builder's commands to ``app``."""
+    app.command()(simulate)
+    app.command()(evaluate)
+    app.command()(build)
+    app.add_typer(session_app, name="session")
+    app.add_typer(bench_app, name="bench")
+
+
+# ------------------------------------------------------------------------------------------------
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="folder to write the animals into (M0, M1, ...)")],
+    animals: Annotated[int, typer.Option(help="number of animals")] = 1,
+    channels: Annotated[int, typer.Option(help="recorded channels of a Neuropixels 1.0 (8-384)")] = 32,
+    units: Annotated[int, typer.Option(help="units per animal")] = 48,
+    repeats: Annotated[int, typer.Option(help="repeats of every stimulus condition (50 in the Allen data)")] = 3,
+    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same files")] = 0,
+    frame_scale: Annotated[
+        float, typer.Option(help="stimulus frame size relative to the 918x1174 Allen template")
+    ] = 0.25,
+    recording: Annotated[
+        bool, typer.Option("--recording/--no-recording", help="write the 30 kHz Open Ephys recording")
+    ] = True,
+    ttl_line: Annotated[int, typer.Option(help="0-based TTL line of stimulus onsets")] = 0,
+) -> None:
+    """Simulate ground-truth animals in the real formats (Allen NWB, Open Ephys Binary, stimuli)."""
+    from rtdecode.offline.sim.simulate import SimulationParams
+    from rtdecode.offline.sim.simulate import simulate as run_simulation
+
+    params = SimulationParams(
+        animals=animals,
+        channels=channels,
+        units=units,
+        repeats=repeats,
+        seed=seed,
+        frame_scale=frame_scale,
+        write_recording=recording,
+        ttl_line=ttl_line,
+    )
+    try:
+        params.validate()
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    with progress_bar() as progress:
+        folders = run_simulation(params, out, progress=progress)
+    table = Table(title=f"simulated {len(folders)} animal(s) in {out}")
+    for col in ("animal", "session", "trials", "duration", "channels", "units", "recording"):
+        table.add_column(col)
+    for folder in folders:
+        m = json.loads((folder / "animal.json").read_text())
+        table.add_row(
+            m["name"],
+            m["nwb"],
+            str(m["n_trials"]),
+            f"{m['duration_s']:.1f} s",
+            str(m["channels"]),
+            str(m["units"]),
+            str(folder / m["recording"]) if m["recording"] else "-",
+        )
+    console.print(table)
+
+
+# ------------------------------------------------------------------------------------------------
+@session_app.command("info")
+def session_info(
+    nwb: Annotated[Path, typer.Argument(help="session NWB file (Allen Visual Coding Neuropixels layout)")],
+    area: Annotated[str, typer.Option(help="brain area of the units to keep ('all' keeps every area)")] = "VISp",
+    no_quality_filter: Annotated[
+        bool, typer.Option("--no-quality-filter", help="keep units failing the AllenSDK default metrics")
+    ] = False,
+) -> None:
+    """Read an Allen-layout session and summarise its units and stimulus presentations."""
+    from rtdecode.offline.allen import UnitFilter, open_session
+
+    f = UnitFilter(area=None if area == "all" else area)
+    if no_quality_filter:
+        f = UnitFilter.no_quality(f.area)
+    with open_session(nwb, f) as s:
+        all_units = s.all_units()
+        units = s.units()
+        trials = s.trials(include_blanks=True)
+        invalid = s.invalid_stimulus_intervals()
+        console.print(f"[bold]{nwb}[/bold]: session {s.session_id}, type {s.session_type}")
+        console.print(
+            f"units: {len(units)} kept of {len(all_units)} "
+            f"(area {area}; areas in file: {all_units.location.value_counts(dropna=False).to_dict()})"
+        )
+        console.print(f"presentations: {trials.groupby(['family', 'label']).size().to_dict()}")
+        console.print(f"invalid 'stimulus' intervals dropped: {len(invalid)}")
+
+
+# ------------------------------------------------------------------------------------------------
+def expand_sessions(paths: list[Path]) -> list[Path]:
+    """Animal folders (with animal.json), folders of animal folders, or session .nwb files."""
+    from rtdecode.errors import NWBLayoutError
+
+    out: list[Path] = []
+    for p in paths:
+        if p.is_file() or (p / "animal.json").is_file():
+            out.append(p)
+        elif p.is_dir():
+            found = sorted(q.parent for q in p.glob("*/animal.json"))
+            if not found:
+                raise NWBLayoutError(f"{p}: no animal folders (*/animal.json) and not a session file")
+            out.extend(found)
+        else:
+            raise NWBLayoutError(f"{p}: no such session folder or file")
+    return out
+
+
+def load_sessions(executor, paths: list[Path], image_size: int, area: str, stimuli: Path | None):
+    """Submit one loading task per session; returns (datasets, refs) keyed by animal name."""
+    from rtdecode.offline.allen import UnitFilter
+    from rtdecode.offline.dataset import load_animal
+
+    f = UnitFilter(area=None if area == "all" else area)
+    futures = [executor.submit(load_animal, p, image_size, unit_filter=f, stimuli=stimuli) for p in paths]
+    datasets = [fu.result() for fu in futures]
+    names = [d.name for d in datasets]
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"sessions must have distinct animal names, got {names}")
+    return datasets, {d.name: fu for d, fu in zip(datasets, futures, strict=True)}
+
+
+def evaluate(
+    sessions: Annotated[
+        list[Path],
+        typer.Option(
+            "--sessions", metavar="PATH", help="an animal folder, a folder of them, or a session .nwb; repeatable"
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="report folder (report.md, report.json, figures)")],
+    folds: Annotated[int, typer.Option(help="within-animal folds")] = 5,
+    image_size: Annotated[int, typer.Option(help="neural image / network input size (paper: 224)")] = default(
+        "build.image_size"
+    ),
+    mode: Annotated[str, typer.Option(help="head (frozen ImageNet features) or finetune (all layers)")] = "head",
+    epochs: Annotated[int, typer.Option(help="training epochs when all layers are trained")] = 10,
+    weights: Annotated[
+        Path | None, typer.Option(help="torchvision ImageNet GoogLeNet checkpoint (googlenet-1378be20.pth)")
+    ] = None,
+    combination: Annotated[
+        list[str] | None,
+        typer.Option("--combination", help="across-animal TRAIN[,TRAIN]:TARGET (repeatable)"),
+    ] = None,
+    calibration_fraction: Annotated[float, typer.Option(help="target trials that fit its PS and baseline")] = 0.5,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    area: Annotated[str, typer.Option(help="brain area of the units ('all' = every area)")] = "VISp",
+    stimuli: Annotated[Path | None, typer.Option(help="natural-scene templates for bare .nwb sessions")] = None,
+    scheduler: Annotated[
+        str, typer.Option(help="'local' (Dask LocalCluster), a scheduler address, or 'none' (in-process)")
+    ] = "local",
+) -> None:
+    """Run the paper's experiments without leakage and write a report with figures."""
+    from rtdecode.offline.evaluate import EvaluationConfig, parse_combination, run_evaluation
+    from rtdecode.offline.parallel import Executor
+    from rtdecode.offline.report import reading, write_report
+
+    try:
+        combos = [parse_combination(c) for c in combination] if combination else None
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    cfg = EvaluationConfig(
+        folds=folds,
+        image_size=image_size,
+        mode=mode,
+        finetune_epochs=epochs,
+        seed=seed,
+        calibration_fraction=calibration_fraction,
+        combinations=combos,
+        weights=str(weights) if weights else None,
+    )
+    paths = expand_sessions(sessions)
+    with Executor(scheduler) as executor:
+        console.print(f"{len(paths)} session(s); per-session work on {executor.description}")
+        datasets, refs = load_sessions(executor, paths, image_size, area, stimuli)
+        for d in datasets:
+            console.print(f"  {d.name}: {d.n_trials} trials ({int(d.labels.sum())} natural), {d.n_units} units")
+        try:
+            cfg.validate(len(datasets))
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+        with progress_bar() as progress:
+            report = run_evaluation(datasets, cfg, executor, progress, refs=refs)
+    console.print(f"classifier: {report['classifier']}")
+    path = write_report(report, {d.name: d for d in datasets}, out)
+    for line in reading(report):
+        console.print(f"- {line}")
+    console.print(f"report: {path}")
+
+
+# ------------------------------------------------------------------------------------------------
+def build(
+    train: Annotated[
+        list[Path],
+        typer.Option(
+            "--train",
+            metavar="DIR",
+            help="a training session (animal folder, or a folder of them); repeat: --train A --train B",
+        ),
+    ],
+    target: Annotated[Path, typer.Option("--target", help="the rig animal's folder (recording + stimulus log)")],
+    out: Annotated[Path, typer.Option("--out", help="bundle directory to create")],
+    templates: Annotated[
+        str, typer.Option(help="kilosort4 (sort the recording) or ground-truth (simulator)")
+    ] = "kilosort4",
+    image_size: Annotated[int, typer.Option(help="neural image / network input size (paper: 224)")] = default(
+        "build.image_size"
+    ),
+    mode: Annotated[str, typer.Option(help="head (frozen ImageNet features) or finetune (all layers)")] = "head",
+    epochs: Annotated[int, typer.Option(help="training epochs when all layers are trained")] = 10,
+    weights: Annotated[Path | None, typer.Option(help="torchvision ImageNet GoogLeNet checkpoint")] = None,
+    calibration_fraction: Annotated[float, typer.Option(help="target trials that fit its PS and baseline")] = 0.5,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    area: Annotated[str, typer.Option(help="brain area of the training units ('all' = every area)")] = "VISp",
+    scheduler: Annotated[str, typer.Option(help="'local' (Dask LocalCluster), an address, or 'none'")] = "local",
+    overwrite: Annotated[bool, typer.Option(help="replace an existing bundle at --out")] = False,
+) -> None:
+    """Build a decoder bundle: train on sessions, calibrate on the target, export ONNX, write atomically."""
+    import tempfile
+
+    from rtdecode.offline.build import BuildConfig, build_bundle
+    from rtdecode.offline.parallel import Executor
+
+    if templates not in ("kilosort4", "ground-truth"):
+        raise RtdecodeError(f"--templates {templates!r}: expected kilosort4 or ground-truth")
+    if not (target / "animal.json").is_file():
+        raise RtdecodeError(f"--target {target}: expected an animal folder with animal.json")
+    cfg = BuildConfig(
+        templates=templates,
+        image_size=image_size,
+        mode=mode,
+        epochs=epochs,
+        weights=str(weights) if weights else None,
+        seed=seed,
+        calibration_fraction=calibration_fraction,
+    )
+    paths = [p for p in expand_sessions(train) if p.resolve() != target.resolve()]
+    if not paths:
+        raise RtdecodeError("no training sessions other than the target")
+    with Executor(scheduler) as executor, tempfile.TemporaryDirectory(prefix="rtdecode-build-") as work:
+        console.print(f"{len(paths)} training session(s); per-session work on {executor.description}")
+        datasets, refs = load_sessions(executor, paths, image_size, area, None)
+        with progress_bar() as progress:
+            build_bundle(
+                datasets,
+                refs,
+                target,
+                out,
+                cfg,
+                executor,
+                Path(work),
+                progress=progress,
+                log=console.print,
+                overwrite=overwrite,
+            )
+
+
+@bench_app.command("offline")
+def bench_offline(
+    out: Annotated[Path, typer.Option(help="results JSON")] = Path("bench_results/offline.json"),
+    trials: Annotated[int, typer.Option(help="trials (Allen session: ~12,000)")] = 12000,
+    units: Annotated[int, typer.Option(help="units (Allen session: ~400)")] = 400,
+    image_size: Annotated[int, typer.Option(help="neural image size")] = 224,
+    calls: Annotated[int, typer.Option(help="timed inference calls per backend")] = 60,
+) -> None:
+    """PS + neural images at Allen size (vs a naive loop) and ONNX Runtime vs torch eager latency."""
+    from rtdecode.offline.bench.offline_bench import run_offline_bench
+
+    with console.status("benchmarking (neural images, then inference) ..."):
+        r = run_offline_bench(out, trials, units, image_size, calls)
+    n, inf = r["neural_images"], r["inference"]
+    table = Table(
+        title=f"rtdecode bench offline ({r['machine']['cpus']} CPUs, load {r['machine']['load_average'][0]:.1f})"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        (
+            f"PS + images, {n['n_trials']} trials x {n['n_units']} units x {n['pixels']} px",
+            f"{n['ps_plus_images_s']:.2f} s",
+        ),
+        ("  of which PS (per-condition GEMM)", f"{n['ps_condition_path_s']:.3f} s"),
+        ("  of which images (R PS, preallocated)", f"{n['images_gemm_s']:.2f} s"),
+        ("PS by direct R^T S GEMM", f"{n['ps_direct_gemm_s']:.2f} s"),
+        ("naive Python loop (extrapolated)", f"{n['naive_extrapolated_s']:.0f} s"),
+        ("speed-up vs naive loop", f"{n['speedup_vs_naive']:.0f}x"),
+        ("speed-up per-condition vs direct PS", f"{n['speedup_condition_vs_direct_ps']:.0f}x"),
+        ("peak resident memory", f"{n['peak_rss_mb']:.0f} MB"),
+        (
+            f"ONNX Runtime p50 / p99 ({inf['image_size']}^2, 1 thread)",
+            f"{inf['onnxruntime_ms_p50']:.1f} / {inf['onnxruntime_ms_p99']:.1f} ms",
+        ),
+        (
+            "torch eager p50 / p99 (inference_mode, channels_last)",
+            f"{inf['torch_eager_ms_p50']:.1f} / {inf['torch_eager_ms_p99']:.1f} ms",
+        ),
+        ("torch plain eager p50 (no_grad, NCHW)", f"{inf['torch_plain_eager_ms_p50']:.1f} ms"),
+        ("ONNX Runtime speed-up vs torch (p50)", f"{inf['speedup_onnxruntime_vs_torch_p50']:.2f}x"),
+        ("ONNX Runtime speed-up vs plain torch (p50)", f"{inf['speedup_onnxruntime_vs_plain_torch_p50']:.2f}x"),
+        ("max |logit difference|", f"{inf['max_abs_logit_diff']:.1e}"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"results: {out}")
+
+
+@bench_app.command("online")
+def bench_online(
+    out: Annotated[Path, typer.Option(help="results JSON")] = Path("bench_results/online.json"),
+    channels: Annotated[
+        str, typer.Option(help="comma-separated channel counts for the sorting sweep ('' skips it)")
+    ] = "64,384,1536",
+    duration: Annotated[float, typer.Option(help="seconds of stream per channel count")] = 10.0,
+    engines: Annotated[str, typer.Option(help="comma-separated: rtdecode, tdc-peeler, nearest")] = ",".join(
+        ("rtdecode", "tdc-peeler", "nearest")
+    ),
+    si_max_channels: Annotated[int, typer.Option(help="run SpikeInterface engines up to this many channels")] = 384,
+    whole_path_channels: Annotated[int, typer.Option(help="channels of the whole-path run (0: skip it)")] = 384,
+    whole_path_duration: Annotated[float, typer.Option(help="seconds of stream replayed through the daemon")] = 30.0,
+    image_size: Annotated[int, typer.Option(help="timing bundle's model input size (the rig's: 224)")] = 224,
+    speed: Annotated[str, typer.Option(help="replay speed of the whole-path run: 1 (real time), N, or max")] = "1",
+    seed: Annotated[int, typer.Option(help="seed of the synthetic streams")] = 0,
+) -> None:
+    """Online sorting vs SpikeInterface engines at 64/384/1536 channels, and the whole daemon path."""
+    from rtdecode.offline.bench.online_bench import ENGINES, run_online_bench
+
+    try:
+        chans = [int(c) for c in channels.split(",") if c.strip()]
+        names = [e.strip() for e in engines.split(",") if e.strip()]
+        rate = None if speed == "max" else float(speed)
+    except ValueError:
+        raise typer.BadParameter(
+            f"--channels {channels!r} / --speed {speed!r}: expected integers / a number or max"
+        ) from None
+    unknown = [e for e in names if e not in ENGINES]
+    if unknown or (chans and min(chans) < 8) or not (chans or whole_path_channels):
+        raise typer.BadParameter(
+            f"--engines {engines!r} / --channels {channels!r}: engines from {', '.join(ENGINES)}, channel counts >= 8"
+        )
+    r = run_online_bench(
+        out,
+        chans,
+        duration,
+        names,
+        si_max_channels,
+        whole_path_channels,
+        whole_path_duration,
+        image_size,
+        rate,
+        seed,
+        log=lambda m: err_console.print(m, highlight=False),
+    )
+    table = Table(title=f"online sorting, {duration:g} s per stream ({r['machine']['cpus']} CPUs)")
+    for col in ("channels", "units", "engine", "x real time", "preproc s", "match s", "acc", "acc SNR>=5"):
+        table.add_column(col, justify="right")
+    for row in r["sorting"]:
+        a5 = row["mean_accuracy_snr5"]
+        table.add_row(
+            str(row["channels"]),
+            str(row["units"]),
+            row["engine"],
+            f"{row['realtime_factor']:.2f}",
+            f"{row['preprocess_s']:.2f}",
+            f"{row['match_s']:.2f}",
+            f"{row['mean_accuracy']:.2f}",
+            "-" if a5 is None else f"{a5:.2f}",
+        )
+    if r["sorting"]:
+        console.print(table)
+    w = r.get("whole_path")
+    if w:
+        table = Table(
+            title=f"whole path: {w['channels']} ch, {w['units']} units, {w['duration_s']:g} s, "
+            f"{w['image_size']} px, replay speed {w['speed'] or 'max'}"
+            f"{' (preloaded)' if w['replayer_preloaded'] else ''}, {w['backend']}"
+        )
+        for col in ("stage", "p50 ms", "p99 ms"):
+            table.add_column(col, justify="right")
+        for stage, v in w["latency_ms"].items():
+            table.add_row(stage, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}")
+        console.print(table)
+        cap = w["capacity"]
+        console.print(
+            f"onsets {w['onsets']}, decisions {w['decisions']}, degraded {w['degraded']}, overruns {w['overruns']}; "
+            f"capacity {cap['stream_s']:.1f} s of stream in {cap['worker_busy_s']:.1f} s of worker time = "
+            f"{cap['realtime_factor']:.2f} x real time"
+        )
+        if w["throughput_realtime_factor"]:
+            console.print(
+                f"throughput: {w['duration_s']:g} s of stream from first block to last decision in "
+                f"{w['first_block_to_last_decision_s']:.1f} s = {w['throughput_realtime_factor']:.2f} x real time"
+            )
+    console.print(f"results: {out}")

@@ -1,0 +1,287 @@
+"""The one online pipeline: preprocessor -> matcher -> online sorter -> trial tracker -> decoder.
+
+:class:`OnlinePipeline` is made by one constructor from a decoder bundle and a rig config. It
+checks their whole contract once -- channel count, sample rate, trial windows, the preprocessing
+the templates were made on, the TTL line, the unit count, the sorting engine and the backend's
+input -- and refuses a mismatch with a message that names both values. Then it is fed what a
+stream delivers (blocks, TTLs, lost spans, restarts, the end) and returns :class:`Decision`\\ s.
+
+The daemon (``rtdecode serve``), the offline decoder (``rtdecode decode``) and the benchmarks all
+drive this object; nothing else wires those parts together. :func:`make_online_sorter` is the one
+place a sorter is assembled from templates (the sorting benchmark uses it without a bundle).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rtdecode.bundle import Bundle, BundleError
+from rtdecode.config import RigConfig, SortingConfig, parse_rig_config
+from rtdecode.inference.base import Backend
+from rtdecode.inference.select import make_backend
+from rtdecode.sorting.matcher import TemplateMatcher
+from rtdecode.sorting.online import OnlineSorter
+from rtdecode.sorting.preprocess import StreamingPreprocessor
+from rtdecode.sorting.spikeinterface_engine import SpikeInterfaceMatcher
+from rtdecode.trial_decoder import TrialDecoder
+from rtdecode.trials import ClosedTrial, TrialTracker
+
+#: Stages of a decision's latency: (from, to) timestamps of its ``latency_ns``.
+LATENCY_STAGES = {
+    "sort": ("block_arrival", "sorted"),
+    "close": ("sorted", "trial_closed"),
+    "image": ("trial_closed", "image"),
+    "inference": ("image", "inference"),
+    "publish": ("inference", "published"),
+    "total": ("block_arrival", "published"),
+}
+
+
+class ContractError(BundleError):
+    """A bundle and a rig config that do not fit each other; the message names both values."""
+
+
+@dataclass(slots=True)
+class Decision:
+    """One trial's decision, in the decision log's field order (``seq`` and ``published`` are added
+    by whoever publishes or writes it)."""
+
+    onset_sample: int
+    window_samples: list[int]
+    window_ms: list[float]
+    predicted_class: str | None
+    probabilities: dict[str, float] | None
+    n_spikes: int
+    n_units: int
+    status: str
+    latency_ns: dict[str, int | None]
+    sample_rate: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+def contract_problems(bundle: Bundle, cfg: RigConfig) -> list[str]:
+    """Every way ``bundle`` and ``cfg`` disagree, each naming the bundle's and the config's value."""
+    m = bundle.manifest
+    s, t, p = cfg.stream, cfg.trials, m.preprocessing
+    pairs = [
+        ("channel count", m.channel_count, s.channel_count, m.channel_count == s.channel_count),
+        ("sample rate (Hz)", m.sample_rate, s.sample_rate, abs(m.sample_rate - s.sample_rate) <= 1e-6),
+        (
+            "response window (ms)",
+            list(m.windows.response_ms),
+            list(t.response_window_ms),
+            tuple(m.windows.response_ms) == tuple(t.response_window_ms),
+        ),
+        (
+            "baseline window (ms)",
+            list(m.windows.baseline_ms),
+            list(t.baseline_window_ms),
+            tuple(m.windows.baseline_ms) == tuple(t.baseline_window_ms),
+        ),
+        (
+            "preprocessing high-pass (Hz)",
+            p.highpass_hz,
+            cfg.sorting.highpass_hz,
+            p.highpass_hz == cfg.sorting.highpass_hz,
+        ),
+        ("preprocessing filter order", p.order, cfg.sorting.filter_order, p.order == cfg.sorting.filter_order),
+        (
+            "preprocessing reference",
+            p.reference,
+            cfg.sorting.common_reference,
+            p.reference == cfg.sorting.common_reference,
+        ),
+        ("TTL line of onsets", m.ttl_line, t.ttl_line, m.ttl_line == t.ttl_line),
+    ]
+    problems = [f"{name}: bundle {a}, rig config {b}" for name, a, b, same in pairs if not same]
+    if m.normalisation.image_size != m.image_size:
+        problems.append(f"image size: bundle {m.image_size}, its normalisation {m.normalisation.image_size}")
+    return problems
+
+
+def rig_config_for_bundle(bundle: Bundle) -> RigConfig:
+    """A loopback rig config that fits ``bundle`` by construction (its stream facts, windows,
+    preprocessing and TTL line; every other value from the parameter table) -- for decoding a
+    recording offline when no rig config is given. Its sockets are never bound offline."""
+    m = bundle.manifest
+    p = m.preprocessing
+    return parse_rig_config(
+        {
+            "name": f"offline ({m.target})",
+            "stream": {
+                "data_port": 5556,
+                "heartbeat_port": 5557,
+                "stream_name": m.stream_name or "ProbeA-AP",
+                "channel_count": m.channel_count,
+                "sample_rate": m.sample_rate,
+            },
+            "sorting": {"highpass_hz": p.highpass_hz, "filter_order": p.order, "common_reference": p.reference},
+            "trials": {
+                "ttl_line": m.ttl_line,
+                "response_window_ms": tuple(m.windows.response_ms),
+                "baseline_window_ms": tuple(m.windows.baseline_ms),
+            },
+            "outputs": {"decision_port": 5560, "control_port": 5561},
+        },
+        source=f"{bundle.path} (offline defaults)",
+    )
+
+
+def make_matcher(templates, sorting: SortingConfig, sample_rate: float):
+    """The configured engine over ``templates`` (a :class:`Bundle` or anything with its template
+    fields: templates, nbefore, sparsity, noise_levels, channel_positions, unit_ids)."""
+    if sorting.engine == "rtdecode":
+        return TemplateMatcher(
+            templates.templates,
+            templates.nbefore,
+            templates.sparsity,
+            templates.noise_levels,
+            templates.channel_positions,
+            threshold=sorting.detect_threshold,
+        )
+    return SpikeInterfaceMatcher(templates, sorting.engine, sorting.detect_threshold, sample_rate)
+
+
+def make_online_sorter(templates, n_channels: int, sample_rate: float, sorting: SortingConfig) -> OnlineSorter:
+    """Causal preprocessing (carried state) + the configured matcher, fed block by block."""
+    pre = StreamingPreprocessor(
+        n_channels, sample_rate, sorting.highpass_hz, sorting.filter_order, sorting.common_reference
+    )
+    return OnlineSorter(make_matcher(templates, sorting, sample_rate), pre)
+
+
+class OnlinePipeline:
+    def __init__(self, bundle: Bundle, cfg: RigConfig, backend: Backend | None = None, log=print) -> None:
+        problems = contract_problems(bundle, cfg)
+        if problems:
+            raise ContractError(f"{bundle.path} does not fit the rig config {cfg.name!r}: " + "; ".join(problems))
+        self.bundle = bundle
+        self.cfg = cfg
+        self.log = log
+        m = bundle.manifest
+        self.backend = backend or make_backend(
+            cfg.model.backend,
+            bundle.path,
+            cfg.model.intra_op_threads,
+            cfg.model.precision,
+            cfg.model.engine_cache_dir,
+            log=log,
+        )
+        want = (1, 3, m.image_size, m.image_size)
+        if tuple(self.backend.input_shape) != want:
+            raise ContractError(
+                f"{bundle.path}: backend {self.backend.name} takes input {tuple(self.backend.input_shape)}, "
+                f"the bundle's image size {m.image_size} needs {want}"
+            )
+        self.decoder = TrialDecoder(bundle, self.backend)
+        self.sample_rate = m.sample_rate
+        self.sorter = make_online_sorter(bundle, m.channel_count, m.sample_rate, cfg.sorting)
+        self.tracker = TrialTracker(bundle.n_units, cfg.trials.ttl_line, self.decoder.response, self.decoder.baseline)
+        self.window_ms = list(cfg.trials.response_window_ms)
+        self.stream_start: int | None = None  # first sample of the current acquisition
+        self.samples_processed = 0
+
+    @classmethod
+    def open(cls, bundle_path: str | Path, cfg: RigConfig, backend: Backend | None = None, log=print) -> OnlinePipeline:
+        """Load and verify the bundle (every hash, the manifest's own content included), then build."""
+        return cls(Bundle.load(bundle_path, verify=True), cfg, backend, log)
+
+    # -- before going live --------------------------------------------------------------------------
+    def warmup(self, calls: int = 10) -> float:
+        """Compile and allocate before live data: backend (median of ``calls`` timed inferences, in ms,
+        returned), matcher kernels, preprocessing kernel."""
+        self.backend.warmup(5)
+        x = np.zeros(self.backend.input_shape, dtype=np.float32)
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            self.backend.infer(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+        n = self.sorter.left + self.sorter.right + 64
+        matcher = self.sorter.matcher
+        rng = np.random.default_rng(0)
+        noise = rng.normal(0, 1, (n, self.bundle.manifest.channel_count)).astype(np.float32)
+        noise *= self.bundle.noise_levels
+        matcher.find(noise, matcher.margin_left, n - matcher.margin_right)  # numba engines compile here
+        if hasattr(matcher, "warmup"):
+            matcher.warmup()
+        pre = self.sorter.pre
+        StreamingPreprocessor(pre.n_channels, pre.sample_rate, pre.highpass_hz, pre.order, pre.reference).process(noise)
+        return float(np.median(times))
+
+    # -- feeding --------------------------------------------------------------------------------------
+    def on_ttl(self, line: int, state: int, sample: int) -> None:
+        """A TTL event (0-based line, as on the wire); a rising edge on the onset line opens a trial."""
+        self.tracker.on_ttl(line, state, sample)
+
+    def on_lost(self, start: int, end: int, reason: str) -> None:
+        """Samples ``[start, end)`` were not seen whole (lost messages, a gap, an overrun): trials
+        overlapping them are decided ``degraded: <reason>``."""
+        self.tracker.on_anomaly(start, end, reason)
+
+    def on_restart(self, arrival_ns: int, reason: str = "acquisition restarted") -> list[Decision]:
+        """Acquisition restarted (sample numbers start again): pending trials belong to the finished
+        run and are decided degraded; the sorter starts afresh."""
+        self.sorter.reset()
+        self.stream_start = None
+        return [self._decide(t, arrival_ns, arrival_ns) for t in self.tracker.on_restart(reason)]
+
+    def on_block(self, first_sample: int, data: np.ndarray, arrival_ns: int) -> list[Decision]:
+        """One block (samples x channels, uV) starting at ``first_sample``; the decisions it closes."""
+        sorter = self.sorter
+        if self.stream_start is None:
+            self.stream_start = first_sample
+        elif sorter.buf_start is not None and first_sample != sorter.buf_start + sorter.n:
+            # a gap: the sorter restarts, and its left margin after the gap is unsorted
+            self.tracker.on_anomaly(sorter.buf_start + sorter.n, first_sample + sorter.left, "data gap")
+        spikes, units = sorter.process(data, first_sample)
+        t_sorted = time.monotonic_ns()
+        self.samples_processed += len(data)
+        self.tracker.add_spikes(spikes, units)
+        closed = self.tracker.close_ready(sorter.sorted_until, self.stream_start)
+        return [self._decide(t, arrival_ns, t_sorted) for t in closed]
+
+    def finish(self, reason: str, arrival_ns: int | None = None) -> list[Decision]:
+        """The stream ended (or the daemon stops): every trial still open is decided degraded."""
+        t = time.monotonic_ns() if arrival_ns is None else arrival_ns
+        return [self._decide(trial, t, t) for trial in self.tracker.close_all(reason)]
+
+    @property
+    def pending_onsets(self) -> int:
+        return len(self.tracker.pending)
+
+    def counters(self) -> dict:
+        return {**self.tracker.counters, "spikes": self.sorter.counters["spikes"]}
+
+    def _decide(self, trial: ClosedTrial, arrival_ns: int, sorted_ns: int) -> Decision:
+        t_closed = time.monotonic_ns()
+        v = self.decoder.decide(trial)
+        r0, r1 = self.decoder.response
+        return Decision(
+            onset_sample=trial.onset_sample,
+            window_samples=[trial.onset_sample + r0, trial.onset_sample + r1],
+            window_ms=self.window_ms,
+            predicted_class=v.predicted_class,
+            probabilities=v.probabilities,
+            n_spikes=trial.n_spikes,
+            n_units=trial.n_units_active,
+            status=v.status,
+            latency_ns={
+                "block_arrival": arrival_ns,
+                "sorted": sorted_ns,
+                "trial_closed": t_closed,
+                "image": v.t_image_ns,
+                "inference": v.t_inference_ns,
+            },
+            sample_rate=self.sample_rate,
+        )

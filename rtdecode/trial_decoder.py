@@ -1,0 +1,69 @@
+"""One closed trial -> one decision, through the same core functions the builder used.
+
+``rates_hz`` (counts -> Hz), ``BaselineStats.normalise`` (the bundle's calibration statistics),
+``neural_images`` (``I_t = R_t PS``) and ``ImageNormalisation.to_model_input`` (the bundle's
+normalisation to a (1, 3, S, S) input) -- each writing into a buffer preallocated here -- then the
+backend and a softmax. Nothing of the method's arithmetic is written again in this file.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtdecode.bundle import Bundle
+from rtdecode.core.model_input import ImageNormalisation
+from rtdecode.core.neural_image import neural_images
+from rtdecode.core.responses import BaselineStats, rates_hz, window_samples
+from rtdecode.inference.base import Backend, softmax
+from rtdecode.trials import ClosedTrial
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the decoder says of one trial, with the monotonic time each stage ended."""
+
+    status: str  # "ok" or "degraded: <reasons>"
+    predicted_class: str | None
+    probabilities: dict[str, float] | None
+    t_image_ns: int | None
+    t_inference_ns: int | None
+
+
+class TrialDecoder:
+    def __init__(self, bundle: Bundle, backend: Backend) -> None:
+        m = bundle.manifest
+        self.backend = backend
+        self.fs = m.sample_rate
+        self.response = window_samples(m.windows.response_ms, self.fs)
+        self.baseline = window_samples(m.windows.baseline_ms, self.fs)
+        self.class_names = list(m.class_names)
+        n = m.normalisation
+        self.norm = ImageNormalisation(n.mean, n.std, m.image_size)
+        self.stats = BaselineStats(
+            mean=bundle.baseline_mean.astype(np.float32),
+            std=bundle.baseline_std.astype(np.float32),
+            fit_trials=np.empty(0, np.int64),
+        )
+        self.preferred_stimuli = bundle.preferred_stimuli
+        size = m.image_size
+        self._rates = np.empty((1, bundle.n_units), dtype=np.float32)
+        self._R = np.empty((1, bundle.n_units), dtype=np.float32)
+        self._image = np.empty((1, size * size), dtype=np.float32)
+        self._x = np.empty((1, 3, size, size), dtype=np.float32)
+
+    def decide(self, trial: ClosedTrial) -> Verdict:
+        if trial.degraded:
+            return Verdict("degraded: " + "; ".join(trial.degraded), None, None, None, None)
+        rates_hz(trial.response_counts[None, :], self.response, self.fs, out=self._rates)
+        self.stats.normalise(self._rates, out=self._R)
+        neural_images(self._R, self.preferred_stimuli, out=self._image)
+        self.norm.to_model_input(self._image, out=self._x)
+        t_image = time.monotonic_ns()
+        p = softmax(self.backend.infer(self._x)[0].astype(np.float64))
+        t_inf = time.monotonic_ns()
+        k = int(np.argmax(p))
+        probs = {c: float(v) for c, v in zip(self.class_names, p, strict=True)}
+        return Verdict("ok", self.class_names[k], probs, t_image, t_inf)

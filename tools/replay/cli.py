@@ -1,0 +1,63 @@
+"""``rtdecode replay``, registered onto the ``rtdecode`` command line by :func:`register`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rtdecode.console import err_console
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(replay)
+
+
+def replay(
+    recording: Annotated[Path, typer.Argument(help="Open Ephys recording folder (holding 'Record Node ...')")],
+    port: Annotated[int, typer.Option(help="ZMQ Interface data port (heartbeats on port + 1)")] = 5556,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    speed: Annotated[str, typer.Option(help="1 = real time, N = N x real time, max = as fast as possible")] = "1",
+    block_samples: Annotated[int | None, typer.Option(help="fixed block size (default: GUI-like variable)")] = None,
+    loop: Annotated[bool, typer.Option(help="start again at the end")] = False,
+    fault: Annotated[list[str] | None, typer.Option("--fault", help="KIND=MESSAGE, e.g. drop=500 (repeatable)")] = None,
+    wait_heartbeat: Annotated[float, typer.Option(help="wait up to this many s for a client's heartbeat")] = 0.0,
+    channel_names: Annotated[bool, typer.Option(help="send content.channel_name (post-2025 plugin builds)")] = False,
+    preload: Annotated[
+        bool, typer.Option(help="render every message into memory first, then only send (throughput benchmarks)")
+    ] = False,
+) -> None:
+    """Re-publish a recording exactly as the Open Ephys GUI's ZMQ Interface plugin does."""
+    from rtdecode.replay.replayer import Fault, Replayer
+
+    from rtdecode.config import is_loopback
+
+    try:
+        faults = [Fault.parse(f) for f in (fault or [])]
+        rate = None if speed == "max" else float(speed)
+        if rate is not None and rate <= 0:
+            raise ValueError
+    except ValueError as err:
+        raise typer.BadParameter(str(err) or f"--speed {speed!r}: expected 1, a positive number, or max") from None
+    if not is_loopback(host):
+        err_console.print(f"note: binding {host}, reachable beyond this machine")
+    if preload and faults:
+        raise typer.BadParameter("--preload cannot inject faults (messages are rendered before sending)")
+    r = Replayer(
+        recording, port, host, rate, block_samples, loop, faults, wait_heartbeat, channel_names, preload=preload
+    )
+    src = r.source
+    err_console.print(
+        f"replaying {recording}: {src.n_channels} ch x {src.n_samples} samples at {src.sample_rate:g} Hz, "
+        f"{len(src.ttl_samples)} TTL events, on tcp://{host}:{port} (heartbeat :{port + 1}), speed {speed}"
+    )
+    import signal
+
+    signal.signal(signal.SIGINT, lambda *_: r.stop())
+    st = r.run()
+    err_console.print(
+        f"sent {st.messages_sent} messages, {st.blocks} blocks, {st.ttl_events} TTL events in "
+        f"{st.wall_s:.1f} s ({st.samples / src.sample_rate / max(st.wall_s, 1e-9):.1f} x real time); "
+        f"faults {st.faults_applied or 'none'}; heartbeats answered {st.heartbeats}"
+    )
