@@ -2,14 +2,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from rtdecode.cli import app
-
-
-def run_cli(args):
-    """Invoke the CLI with a wide terminal, so error panels are not wrapped or cut."""
-    return CliRunner().invoke(app, args, env={"COLUMNS": "1000"})
 
 
 def test_help_lists_every_subcommand_with_one_line():
@@ -161,6 +157,9 @@ def test_bench_offline_writes_ratios(tmp_path):
     res = json.loads(out.read_text())
     n, inf = res["neural_images"], res["inference"]
     assert n["ps_paths_max_rel_diff"] < 1e-4  # the two PS paths agree
-    assert n["speedup_vs_naive"] > 0 and inf["speedup_onnxruntime_vs_torch_p50"] > 0
+    assert n["speedup_vs_naive"] == pytest.approx(n["naive_extrapolated_s"] / n["ps_plus_images_s"], rel=1e-6)
+    assert inf["speedup_onnxruntime_vs_torch_p50"] == pytest.approx(
+        inf["torch_eager_ms_p50"] / inf["onnxruntime_ms_p50"], rel=1e-6
+    )
     assert inf["max_abs_logit_diff"] < 1e-3
     assert "speed-up vs naive loop" in r.output

@@ -120,7 +120,9 @@ def test_every_onset_yields_exactly_one_decision(clean_run):
             <= lat["published"]
         )
         assert set(d["probabilities"]) == {"natural", "artificial"}
-    assert live_status["state"] == "running" and live_status["counters"]["blocks"] > 0
+    assert live_status["state"] == "running"
+    # status was asked ~5 s into the replay: the daemon had assembled that much of the stream
+    assert 3 * 30000 / 750 <= live_status["counters"]["blocks"] <= status["counters"]["blocks"]
     print(
         f"online: {len(decisions)} decisions; latency p50/p99 total "
         f"{status['latency']['total']['p50_ms']:.1f}/{status['latency']['total']['p99_ms']:.1f} ms, inference "
@@ -175,7 +177,7 @@ def test_decision_log_is_intact(clean_run):
     _, _, decisions, status, _, _, log, *_ = clean_run
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert lines[0]["event"] == "start" and lines[-1]["event"] == "stop"
-    assert lines[1]["event"] == "warmup" and lines[1]["inference_ms_median"] > 0
+    assert lines[1]["event"] == "warmup" and 0 < lines[1]["inference_ms_median"] < 10_000
     logged = [x for x in lines if "seq" in x]
     assert [x["seq"] for x in logged] == [d["seq"] for d in decisions]
     assert lines[0]["bundle_files"] and lines[0]["backend"].startswith("onnxruntime")
@@ -187,7 +189,10 @@ def test_plugin_emits_on_off_pairs(clean_run):
     assert plugin.counters["decisions"] == len(decisions) and plugin.counters["errors"] == 0
     ons = [e for e in ev if e[1]]
     offs = [e for e in ev if not e[1]]
-    assert len(ons) == len(offs) == plugin.counters["pulses"] > 0
+    n_ok = sum(d["status"] == "ok" for d in decisions)
+    assert len(ons) == len(offs) == plugin.counters["pulses"]
+    # every decoded trial became a pulse, or arrived while its line was still high
+    assert plugin.counters["pulses"] + plugin.counters["coalesced"] == n_ok
     for line in {e[0] for e in ev}:  # each line alternates ON, OFF
         states = [s for ln, s in ev if ln == line]
         assert states == [True, False] * (len(states) // 2)
@@ -315,3 +320,25 @@ def _toml(data: dict) -> str:
             lines.append(f"[{k}]")
             lines += [f"{kk} = {value(vv)}" for kk, vv in v.items()]
     return "\n".join(lines) + "\n"
+
+
+def test_an_internal_error_in_the_worker_is_counted_with_its_traceback_and_the_worker_goes_on(bundle, tmp_path):
+    from rtdecode.worker_items import BlockItem
+
+    messages = []
+    d = Daemon(rig(16, tmp_path), bundle, tmp_path / "d.jsonl", log=messages.append)
+    d.start()
+    try:
+        d.queue.put(BlockItem(0, np.zeros((700, 3), np.float32), time.monotonic_ns()))  # wrong shape: a bug upstream
+        d.queue.put(BlockItem(0, np.zeros((700, 16), np.float32), time.monotonic_ns()))
+        deadline = time.monotonic() + 20
+        while d.pipeline.samples_processed < 700 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = d.status()
+    finally:
+        d.stop()
+        d.wait()
+    assert st["counters"]["internal_errors"] == 1 and st["counters"]["malformed"] == 0
+    assert st["state"] == "running" and d.pipeline.samples_processed == 700
+    (msg,) = [m for m in messages if "internal error" in m]
+    assert "BlockItem" in msg and "Traceback (most recent call last)" in msg

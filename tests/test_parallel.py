@@ -1,4 +1,9 @@
-"""Per-session work gives identical results in-process and on a 2-worker Dask LocalCluster."""
+"""Per-session work gives the same results in-process and on a 2-worker Dask LocalCluster.
+
+Responses (integer counts scaled) are bit-identical. The GEMMs (``PS`` and neural images) are
+float32 sums whose order depends on how many BLAS threads each process runs, which differs between
+a Dask worker and the test process on a loaded machine: they agree to float32 rounding, which is
+what is asserted (a few ulp of the largest value), not bit identity."""
 
 import numpy as np
 from rtdecode.offline.dataset import load_animal
@@ -24,6 +29,11 @@ def test_local_cluster_matches_in_process(three_animals):
         np.testing.assert_array_equal(a.stack, b.stack)
         np.testing.assert_array_equal(a.condition, b.condition)
     local_split = split_images(local[0], tr, te, 5)
-    np.testing.assert_array_equal(local_split.ps, remote_split.ps)
-    np.testing.assert_array_equal(local_split.train.images, remote_split.train.images)
-    np.testing.assert_array_equal(local_split.test.images, remote_split.test.images)
+    for a, b in (
+        (local_split.ps, remote_split.ps),
+        (local_split.train.images, remote_split.train.images),
+        (local_split.test.images, remote_split.test.images),
+    ):
+        assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+        scale = float(np.abs(a).max())
+        np.testing.assert_allclose(a, b, rtol=0, atol=16 * np.finfo(np.float32).eps * scale)

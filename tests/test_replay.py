@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import zmq
 from rtdecode.replay.replayer import Fault, Replayer
@@ -44,7 +45,9 @@ def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
     m = manifest(small_animal)
     port = free_port_pair()
     r = Replayer(small_animal / "recording", port, speed=None, block_samples=500, wait_for_heartbeat_s=5)
-    reply, msgs = _collect(r, port, 16 * 40 + 20)
+    first_onset = int(pd.read_csv(small_animal / m["stimulus_log"]).onset_sample.min())
+    onset_block = (first_onset - m["first_sample_number"]) // 500
+    reply, msgs = _collect(r, port, 16 * max(40, onset_block + 2) + 20)  # far enough to hold the first onset
     assert reply == b"heartbeat received"
     oe = Session(str(small_animal / "recording")).recordnodes[0].recordings[0]
     uv = oe.continuous[0].get_samples(0, 40 * 500)
@@ -79,8 +82,9 @@ def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
     nums = [json.loads(x[1])["message_num"] for x in msgs]
     assert nums == list(range(1, len(msgs) + 1))  # message_num from 1, every message counted
     ttl = [x for x in msgs if x[0] == b"EVENT\x00"]
-    if ttl:  # the first onset falls within the first 20 blocks only for some seeds
-        assert ttl[0][2][:2] == bytes([m["ttl_line"], 1])
+    assert ttl, f"no TTL event in the first {onset_block + 2} blocks, though the first onset is in block {onset_block}"
+    assert ttl[0][2][:2] == bytes([m["ttl_line"], 1])  # 0-based line on the wire, rising
+    assert json.loads(ttl[0][1])["content"]["sample_num"] == first_onset
 
 
 def test_ttl_events_come_before_their_blocks_data(small_animal):

@@ -59,7 +59,8 @@ class PyProcessor:
         self.degraded_line = _env_int("RTDECODE_TTL_DEGRADED", -1)
         self.pulse_blocks = max(1, _env_int("RTDECODE_PULSE_BLOCKS", 1))
         self.high = {}  # line -> blocks left before it goes OFF
-        self.counters = {"decisions": 0, "pulses": 0, "dropped": 0, "errors": 0}
+        # coalesced: decisions that arrived while their line was still high (no second pulse)
+        self.counters = {"decisions": 0, "pulses": 0, "coalesced": 0, "dropped": 0, "errors": 0}
         self.last_seq = None
         self.last_error = None
         self.sock = None
@@ -128,7 +129,10 @@ class PyProcessor:
         line = self.lines.get(d.get("predicted_class")) if status == "ok" else None
         if line is None and status != "ok" and self.degraded_line >= 0:
             line = self.degraded_line
-        if line is None or line in self.high:
+        if line is None:
+            return
+        if line in self.high:
+            self.counters["coalesced"] += 1
             return
         self._emit(line, True)
         self.high[line] = self.pulse_blocks
