@@ -17,6 +17,7 @@ Every missing table or column is named in the error.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,24 @@ def parse_allen_number(value) -> float:
         return math.nan
 
 
+def _damaged_file_is_named(method):
+    """HDF5 read errors inside a file that opened (a block of zeroed or cut bytes) become an
+    :class:`NWBLayoutError` naming the file and what was being read, not a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
+            if isinstance(err, NWBLayoutError):
+                raise
+            raise NWBLayoutError(
+                f"{self.path}: damaged or unreadable while reading {method.__name__} ({type(err).__name__}: {err})"
+            ) from None
+
+    return wrapper
+
+
 class AllenSession:
     """An open Allen-layout session file. Use as a context manager or call :meth:`close`."""
 
@@ -108,9 +127,14 @@ class AllenSession:
         try:
             self.session_type = self._read_session_type()
             self._check_layout()
-        except Exception:
+        except NWBLayoutError:
             self._f.close()
             raise
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:  # damaged HDF5 structures
+            self._f.close()
+            raise NWBLayoutError(
+                f"{self.path}: damaged or unreadable HDF5 while checking the layout ({type(err).__name__}: {err})"
+            ) from None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -166,6 +190,7 @@ class AllenSession:
     def session_id(self) -> str:
         return str(_text(self._f["identifier"][()]).item()) if "identifier" in self._f else self.path.stem
 
+    @_damaged_file_is_named
     def electrodes(self) -> pd.DataFrame:
         """Channel table: id, location (structure acronym; missing for out-of-brain), positions."""
         g = self._f[ELECTRODES]
@@ -181,6 +206,7 @@ class AllenSession:
                 break
         return df
 
+    @_damaged_file_is_named
     def all_units(self) -> pd.DataFrame:
         """Every unit, unfiltered, with the area of its peak channel and its row in the file."""
         g = self._f[UNITS]
@@ -195,6 +221,7 @@ class AllenSession:
             df["valid_channel"] = ch["valid_data"].reindex(df.peak_channel_id).fillna(False).to_numpy(bool)
         return df
 
+    @_damaged_file_is_named
     def units(self) -> pd.DataFrame:
         """Units passing :attr:`unit_filter`, sorted by id. Raises if none are left in the area."""
         df = self.all_units()
@@ -229,6 +256,7 @@ class AllenSession:
             passing = in_area
         return passing.sort_values("id").reset_index(drop=True)
 
+    @_damaged_file_is_named
     def spike_times(self, unit_id: int) -> np.ndarray:
         """One unit's spike times (s), read as a slice of the ragged column."""
         g = self._f[UNITS]
@@ -253,6 +281,7 @@ class AllenSession:
             yield int(uid), np.asarray(g["spike_times"][start : int(index[r])], dtype=np.float64)
 
     # ---- stimuli -----------------------------------------------------------------------------
+    @_damaged_file_is_named
     def invalid_stimulus_intervals(self) -> np.ndarray:
         """(n, 2) start/stop of invalid_times intervals tagged ``stimulus``."""
         path = "intervals/invalid_times"
@@ -268,6 +297,7 @@ class AllenSession:
         is_stim = np.array([("stimulus" in set(tags[bounds[i] : bounds[i + 1]])) for i in range(len(start))], bool)
         return np.stack([start[is_stim], stop[is_stim]], axis=1)
 
+    @_damaged_file_is_named
     def presentations(self, family: str, drop_invalid: bool = True) -> pd.DataFrame:
         """Presentations of ``family`` ('natural_scenes' or 'static_gratings'), sorted by time.
 
@@ -303,6 +333,7 @@ class AllenSession:
                 df = df[~overlaps]
         return df.sort_values("start_time").reset_index(drop=True)
 
+    @_damaged_file_is_named
     def trials(self, include_blanks: bool = False) -> pd.DataFrame:
         """Both families together, sorted by onset, with ``label`` natural / artificial / blank."""
         parts = [self.presentations(fam) for fam in FAMILIES]
@@ -312,6 +343,7 @@ class AllenSession:
             df = df[~df.is_blank].reset_index(drop=True)
         return df
 
+    @_damaged_file_is_named
     def running_speed(self) -> pd.DataFrame:
         """Running speed (cm/s) at its timestamps."""
         path = "processing/running/running_speed"

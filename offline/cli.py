@@ -412,9 +412,36 @@ def bench_online(
             f"capacity {cap['stream_s']:.1f} s of stream in {cap['worker_busy_s']:.1f} s of worker time = "
             f"{cap['realtime_factor']:.2f} x real time"
         )
+        console.print(f"stream received {w['stream_s_received']:.2f} s, processed {w['stream_s_processed']:.2f} s")
+        if w["failed"]:
+            err_console.print(f"error: the whole-path run failed: {w['failed']}")
+            raise typer.Exit(1)
         if w["throughput_realtime_factor"]:
             console.print(
                 f"throughput: {w['duration_s']:g} s of stream from first block to last decision in "
                 f"{w['first_block_to_last_decision_s']:.1f} s = {w['throughput_realtime_factor']:.2f} x real time"
             )
     console.print(f"results: {out}")
+
+
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(help="how long to replay at real time")] = 30.0,
+    channels: Annotated[int, typer.Option(help="channels of the synthetic recording")] = 32,
+    out: Annotated[Path, typer.Option(help="results JSON")] = Path("bench_results/soak.json"),
+) -> None:
+    """Replay a recording in a loop at real time through the daemon; report memory growth and counts."""
+    from rtdecode.offline.bench.soak import run_soak
+
+    if not minutes > 0 or channels < 8:
+        raise typer.BadParameter(f"--minutes {minutes} / --channels {channels}: expected > 0 minutes and >= 8 channels")
+    r = run_soak(out, minutes, channels, log=lambda m: err_console.print(m, highlight=False))
+    console.print(
+        f"{r['minutes']:g} min, {r['channels']} ch: RSS {r['rss_start_mb']:.0f} -> {r['rss_end_mb']:.0f} MB "
+        f"({r['rss_growth_pct']:+.1f} % after the first minute); {r['onsets']} onsets, {r['decisions']} decisions "
+        f"({r['degraded']} degraded), {r['restarts']} restarts, {r['overruns']} overruns, "
+        f"{r['internal_errors']} internal errors; results {out}"
+    )
+    if not r["every_onset_decided"]:
+        err_console.print("error: not every onset was decided")
+        raise typer.Exit(1)

@@ -5,7 +5,9 @@
         for d in c.decisions(timeout_s=1.0):
             print(d["seq"], d["predicted_class"], d["status"])
 
-``dropped`` counts decisions lost between the daemon and this client (gaps in ``seq``).
+``dropped`` counts decisions lost between the daemon and this client (gaps in ``seq`` within a
+run); ``restarts`` counts daemon restarts seen (a new ``run_id``), after which ``seq`` starts
+again at 1 without counting as a drop.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class DecisionClient:
         self.sock.setsockopt(zmq.SUBSCRIBE, TOPIC)
         self.sock.connect(address)
         self.last_seq: int | None = None
+        self.run_id: str | None = None
         self.dropped = 0
+        self.restarts = 0
 
     def poll(self, timeout_ms: int = 0) -> dict | None:
         """One decision if one arrives within ``timeout_ms`` (0 = never block), else None."""
@@ -33,6 +37,11 @@ class DecisionClient:
             return None
         _, payload = self.sock.recv_multipart()
         d = json.loads(payload)
+        run = d.get("run_id")
+        if self.run_id is not None and run != self.run_id:
+            self.restarts += 1
+            self.last_seq = None
+        self.run_id = run
         if self.last_seq is not None and d["seq"] > self.last_seq + 1:
             self.dropped += d["seq"] - self.last_seq - 1
         self.last_seq = d["seq"]

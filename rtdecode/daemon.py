@@ -33,14 +33,20 @@ import numpy as np
 import zmq
 
 from rtdecode.config import RigConfig
+from rtdecode.control import MAX_REQUEST_BYTES, parse_request
 from rtdecode.parameters import default
 from rtdecode.pipeline import LATENCY_STAGES, Decision, OnlinePipeline
 from rtdecode.publish import DecisionPublisher
 from rtdecode.stream.assembler import BlockAssembler
+from rtdecode.stream.fit import StreamFit
+from rtdecode.stream.gate import StrayGate
 from rtdecode.stream.protocol import DataMessage, ProtocolError, TtlMessage, parse_frames
 from rtdecode.worker_items import AnomaliesItem, BlockItem, LostItem, TtlItem, WorkerItem
 
 STAGES = tuple(LATENCY_STAGES)
+#: Anomalies that lose no data of the stream: a repeated message, or a message that was not ours
+#: (another stream, rate or channel range) -- counted and dropped, trials stay whole.
+NOT_LOSSES = ("duplicate", "wrong_stream", "wrong_sample_rate", "wrong_channel_count")
 #: The GUI's default block period (reference/openephys.md): the latency budget of one decision.
 GUI_BLOCK_MS = default("gui.block_ms")
 
@@ -63,6 +69,7 @@ class Daemon:
         self.backend = self.pipeline.backend
         fs = config.stream.sample_rate
         self.assembler = BlockAssembler(config.stream.channel_count, config.stream.stream_name, fs)
+        self.gate = StrayGate(self.assembler)
         self.queue: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self.ctx = zmq.Context()
         o = config.outputs
@@ -70,7 +77,10 @@ class Daemon:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             log_path = Path(o.decision_log_dir) / f"decisions-{stamp}.jsonl"
         self.log_path = Path(log_path)
-        self.publisher = DecisionPublisher(f"tcp://{o.bind_host}:{o.decision_port}", self.log_path, self.ctx)
+        self.run_id = uuid.uuid4().hex[:16]
+        self.publisher = DecisionPublisher(
+            f"tcp://{o.bind_host}:{o.decision_port}", self.log_path, self.ctx, run_id=self.run_id
+        )
         self.network_events = None
         if o.network_events is not None:
             from rtdecode.network_events import NetworkEventsSender
@@ -86,12 +96,14 @@ class Daemon:
             "decisions": 0,
             "degraded": 0,
             "heartbeat_failures": 0,
+            "bad_control_requests": 0,
             "queue_high_water": 0,
         }
         self.latencies = {k: [] for k in STAGES}
+        self.samples_received = 0  # samples of every assembled block (processed or lost to an overrun)
         self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
         self.first_block_ns: int | None = None  # monotonic arrival of the first complete block
-        self.stream_checked = False
+        self.fit = StreamFit(config.stream.channel_count, config.stream.sample_rate)
         self._stop = threading.Event()
         self._receiver_done = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -113,6 +125,7 @@ class Daemon:
         self.publisher.log_event(
             {
                 "event": "start",
+                "run_id": self.run_id,
                 "time": time.time(),
                 "bundle": str(self.bundle.path),
                 "bundle_files": self.bundle.manifest.files,
@@ -160,9 +173,20 @@ class Daemon:
         self.publisher.log_event(
             {
                 "event": "stop",
+                "run_id": self.run_id,
                 "time": time.time(),
                 "state": self.state,
                 "failure": self.failure,
+                "onsets": {
+                    "seen": self.pipeline.counters()["onsets"],
+                    "decided": self.counters["decisions"],
+                    "degraded": self.counters["degraded"],
+                    "undecided": self.pipeline.pending_onsets,
+                },
+                "stream_s": {
+                    "received": self.samples_received / self.cfg.stream.sample_rate,
+                    "processed": self.pipeline.samples_processed / self.cfg.stream.sample_rate,
+                },
                 "status": self.status(),
             }
         )
@@ -179,8 +203,6 @@ class Daemon:
         sub.setsockopt(zmq.RCVHWM, 0)
         sub.setsockopt(zmq.LINGER, 0)
         sub.connect(f"tcp://{s.host}:{s.data_port}")
-        first_block_sample: int | None = None
-        seen_channels: set[int] = set()
         try:
             while not self._stop.is_set():
                 if not sub.poll(100):
@@ -194,51 +216,48 @@ class Daemon:
                     if self.counters["malformed"] <= 20:
                         self.log(f"warning: malformed message ignored: {err}")
                     continue
-                if isinstance(msg, DataMessage) and not self.stream_checked:
-                    if (
-                        abs(msg.sample_rate - s.sample_rate) > 1e-6
-                        or abs(msg.sample_rate - self.pipeline.sample_rate) > 1e-6
-                    ):
-                        self.fail(
-                            f"stream sample rate {msg.sample_rate} Hz does not fit the bundle "
-                            f"({self.pipeline.sample_rate} Hz) / rig config ({s.sample_rate} Hz)"
-                        )
-                        return
-                    if first_block_sample is None:
-                        first_block_sample = msg.sample_num
-                    if msg.sample_num == first_block_sample:
-                        seen_channels.add(msg.channel_num)
-                        if max(seen_channels) >= s.channel_count:
-                            self.fail(
-                                f"stream has more than {s.channel_count} channels (channel_num "
-                                f"{max(seen_channels)}); the bundle expects {self.bundle.manifest.channel_count}"
-                            )
-                            return
-                    elif seen_channels:
-                        n = max(seen_channels) + 1
-                        if n != s.channel_count:
-                            self.fail(
-                                f"stream has {n} channels, the bundle expects "
-                                f"{self.bundle.manifest.channel_count} (rig config {s.channel_count})"
-                            )
-                            return
-                        self.stream_checked = True
-                if isinstance(msg, TtlMessage):
-                    anomalies = self.assembler.on_ttl(msg)
-                    if anomalies:
-                        self._put(AnomaliesItem(anomalies, now))
-                    self._put(TtlItem(msg.line, msg.state, msg.sample_num, now))
-                elif isinstance(msg, DataMessage):
-                    block, anomalies = self.assembler.on_data(msg, now)
-                    if anomalies:
-                        self._put(AnomaliesItem(anomalies, now))
-                    if block is not None:
-                        if self.first_block_ns is None:
-                            self.first_block_ns = now
-                        self._put(BlockItem(block.sample_num, block.data.copy(), now))
+                try:
+                    self._receive_one(msg, now)
+                except Exception:  # a bug of ours must not stop the receiver: count it, keep the traceback
+                    self.counters["internal_errors"] += 1
+                    self.log("error: internal error in the receiver:\n" + traceback.format_exc())
         finally:
+            for m in self.gate.flush():
+                self._assemble(m, time.monotonic_ns())
             sub.close()
             self._receiver_done.set()
+
+    def _receive_one(self, msg, now: int) -> None:
+        if not isinstance(msg, DataMessage | TtlMessage):
+            return  # valid messages of other kinds (spikes, text events): not used here
+        for m in self.gate.admit(msg):
+            self._assemble(m, now)
+
+    def _assemble(self, msg: DataMessage | TtlMessage, now: int) -> None:
+        if isinstance(msg, TtlMessage):
+            anomalies = self.assembler.on_ttl(msg)
+            if anomalies:
+                self._put(AnomaliesItem(anomalies, now))
+            self._put(TtlItem(msg.line, msg.state, msg.sample_num, now))
+            return
+        block, anomalies = self.assembler.on_data(msg, now)
+        self._judge_fit(msg, anomalies, block is not None)
+        if anomalies:
+            self._put(AnomaliesItem(anomalies, now))
+        if block is not None:
+            if self.first_block_ns is None:
+                self.first_block_ns = now
+            self.samples_received += len(block.data)
+            self._put(BlockItem(block.sample_num, block.data.copy(), now))
+
+    def _judge_fit(self, msg: DataMessage, anomalies, block_complete: bool) -> None:
+        verdict = self.fit.on_data(msg, anomalies, block_complete)
+        if verdict == "unfit":
+            self.state = f"waiting: {self.fit.unfit_reason}"
+            self.log(f"warning: the stream does not fit; waiting for one that does: {self.fit.unfit_reason}")
+        elif verdict == "fit":
+            self.state = "running"
+            self.log("note: the stream fits again; decoding resumed")
 
     def _put(self, item: WorkerItem) -> None:
         if not isinstance(item, BlockItem):
@@ -255,12 +274,17 @@ class Daemon:
         self.counters["queue_high_water"] = max(self.counters["queue_high_water"], self.queue.qsize())
 
     def _put_waiting(self, item: WorkerItem) -> None:
-        while not self._stop.is_set():
+        """Wait for room as long as the worker is there to make it (also while draining on stop)."""
+        while True:
             try:
                 self.queue.put(item, timeout=0.1)
                 return
             except queue.Full:
-                continue
+                if self.state == "failed" or not any(
+                    t.name == "rtdecode-worker" and t.is_alive() for t in self.threads
+                ):
+                    self.counters["overruns"] += 1
+                    return
 
     # -- worker ----------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -296,7 +320,7 @@ class Daemon:
             for a in item.anomalies:
                 if a.kind == "restart":
                     out += p.on_restart(item.arrival_ns)
-                elif a.kind != "duplicate":
+                elif a.kind not in NOT_LOSSES:
                     p.on_lost(a.start_sample, a.end_sample, a.kind.replace("_", " "))
             return out
         if self.state == "ready":
@@ -345,32 +369,46 @@ class Daemon:
             sock.close()
 
     # -- control ------------------------------------------------------------------------------------
-    def _control(self) -> None:
+    def _control_socket(self):
         o = self.cfg.outputs
         rep = self.ctx.socket(zmq.REP)
         rep.setsockopt(zmq.LINGER, 0)
+        rep.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         try:
             rep.bind(f"tcp://{o.bind_host}:{o.control_port}")
         except zmq.ZMQError as err:
             rep.close()
             self.fail(f"cannot bind the control socket {o.bind_host}:{o.control_port}: {err}")
+            return None
+        return rep
+
+    def _control(self) -> None:
+        rep = self._control_socket()
+        if rep is None:
             return
         try:
             while not self._stop.is_set():
                 if not rep.poll(100):
                     continue
                 try:
-                    cmd = json.loads(rep.recv()).get("cmd")
-                except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
-                    rep.send_json({"error": 'expected JSON {"cmd": "status"|"stop"}'})
-                    continue
-                if cmd == "status":
-                    rep.send_json(self.status())
-                elif cmd == "stop":
-                    rep.send_json({"ok": True, "state": "draining"})
-                    self.stop()
-                else:
-                    rep.send_json({"error": f"unknown command {cmd!r}; expected status or stop"})
+                    cmd, error = parse_request(rep.recv_multipart())
+                    if error is not None:
+                        self.counters["bad_control_requests"] += 1
+                        rep.send_json({"error": error})
+                    elif cmd == "status":
+                        rep.send_json(self.status())
+                    else:
+                        rep.send_json({"ok": True, "state": "draining"})
+                        self.stop()
+                except zmq.ZMQError as err:  # e.g. a reply the peer went away before: keep serving
+                    self.log(f"warning: control socket: {err}")
+                except Exception:  # a bug of ours must not silence status/stop
+                    self.counters["internal_errors"] += 1
+                    self.log("error: internal error in the control thread:\n" + traceback.format_exc())
+                    rep.close()
+                    rep = self._control_socket()
+                    if rep is None:
+                        return
         finally:
             rep.close()
 
@@ -394,15 +432,19 @@ class Daemon:
             "warmup_inference_ms": self.warmup_inference_ms,
             "counters": {
                 **self.assembler.counters,
+                **self.gate.counters,
                 **self.pipeline.counters(),
                 **self.counters,
             },
             "latency": pct,
             "capacity": {
                 "stream_s": stream_s,
+                "stream_s_received": self.samples_received / self.cfg.stream.sample_rate,
                 "worker_busy_s": self.busy_ns / 1e9,
                 "first_block_ns": self.first_block_ns,
                 "realtime_factor": stream_s / (self.busy_ns / 1e9) if self.busy_ns else None,
             },
             "decision_log": str(self.log_path),
+            "run_id": self.run_id,
+            "stream_unfit": self.fit.last_unfit_reason,
         }

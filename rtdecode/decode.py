@@ -11,6 +11,7 @@ gets the same decision for every trial.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -70,10 +71,12 @@ def decode_to_log(
             progress(done, source.n_samples)
 
     counts = {"decisions": 0, "ok": 0, "degraded": 0}
+    run_id = uuid.uuid4().hex[:16]
     try:
         log.write(
             {
                 "event": "start",
+                "run_id": run_id,
                 "time": time.time(),
                 "mode": "offline decode",
                 "recording": str(recording),
@@ -84,13 +87,15 @@ def decode_to_log(
             }
         )
         for seq, decision in enumerate(decode_recording(pipeline, source, block_samples, seed, advance), start=1):
-            record = {"seq": seq, **decision.record()}
+            record = {"run_id": run_id, "seq": seq, **decision.record()}
             record["latency_ns"]["published"] = time.monotonic_ns()
             log.write(record)
             counts["decisions"] += 1
             counts["ok" if decision.ok else "degraded"] += 1
         counts["onsets"] = pipeline.counters()["onsets"]
-        log.write({"event": "stop", "time": time.time(), "counters": {**pipeline.counters(), **counts}})
+        log.write(
+            {"event": "stop", "run_id": run_id, "time": time.time(), "counters": {**pipeline.counters(), **counts}}
+        )
     finally:
         log.close()
     return counts

@@ -1,8 +1,9 @@
 """Decisions out: a PUB socket (topic ``decision``) and an append-only JSON Lines log.
 
 One message per closed trial, published first (the hot path) and then appended to the log,
-flushed per trial, so a crash loses nothing already decided. Sequence numbers start at 1 and
-never skip, so a client can detect drops.
+flushed per trial, so a crash loses nothing already decided. Every decision carries its run's
+``run_id`` (also in the log's ``start`` and ``stop`` records); sequence numbers start at 1 in each
+run and never skip, so a client can detect drops, and a restarted daemon by its new ``run_id``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ TOPIC = b"decision"
 
 
 class DecisionPublisher:
-    def __init__(self, address: str, log_path: Path | None, context: zmq.Context | None = None) -> None:
+    def __init__(
+        self, address: str, log_path: Path | None, context: zmq.Context | None = None, run_id: str = ""
+    ) -> None:
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.LINGER, 1000)
@@ -34,6 +37,7 @@ class DecisionPublisher:
                 "choose another outputs.decision_port in the rig config)"
             ) from None
         self.address = address
+        self.run_id = run_id
         self.seq = 0
         self.log_path = Path(log_path) if log_path else None
         try:
@@ -44,7 +48,7 @@ class DecisionPublisher:
 
     def publish(self, decision: dict) -> dict:
         self.seq += 1
-        decision = {"seq": self.seq, **decision}
+        decision = {"run_id": self.run_id, "seq": self.seq, **decision}
         t = time.monotonic_ns()
         decision.setdefault("latency_ns", {})["published"] = t
         line = json.dumps(decision, separators=(",", ":"))

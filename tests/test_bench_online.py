@@ -45,7 +45,21 @@ def test_whole_path_with_a_replayer_process_decides_every_onset(tmp_path):
     print({k: w[k] for k in ("onsets", "decisions", "degraded", "overruns", "throughput_realtime_factor")})
     assert w["onsets"] == 14 and w["decisions"] == w["onsets"] and w["degraded"] == 0
     assert {"sort", "image", "inference", "total"} <= set(w["latency_ms"])
-    assert w["capacity"]["stream_s"] == 5.0
+    assert w["capacity"]["stream_s"] == 5.0 and w["failed"] is None
+    assert w["stream_s_received"] == w["stream_s_processed"] == 5.0
     span = w["first_block_to_last_decision_s"]
     assert w["throughput_realtime_factor"] == pytest.approx(5.0 / span, rel=1e-9)
     assert 0 < span < 5.0 + 30  # first block to last decision: the replay and the settling, not more
+
+
+def test_soak_replays_in_a_loop_and_decides_every_onset(tmp_path):
+    from rtdecode.offline.bench.soak import run_soak
+
+    cfg = rig(32, tmp_path)
+    r = run_soak(tmp_path / "soak.json", 0.5, 32, loop_s=6.0, sample_s=2.0, cfg=cfg, log=print)
+    print({k: r[k] for k in ("rss_start_mb", "rss_end_mb", "rss_growth_pct", "onsets", "decisions", "restarts")})
+    assert json.loads((tmp_path / "soak.json").read_text())["decisions"] == r["decisions"]
+    assert r["every_onset_decided"] and r["internal_errors"] == 0 and r["overruns"] == 0
+    assert r["restarts"] >= 3  # 30 s of a 6 s recording: every loop is an acquisition restart
+    assert r["onsets"] >= 3 * 19 and r["decisions_received"] == r["decisions"]
+    assert len(r["rss_mb"]) >= 10 and r["rss_start_mb"] > 0

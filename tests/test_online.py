@@ -253,11 +253,21 @@ def _tiny_recording(path, channels, rate, seconds=1.0):
     ],
 )
 def test_mismatched_stream_is_refused_naming_both_values(bundle, tmp_path, channels, rate, expect):
+    """A stream that stays wrong is declared unfit (naming both values) and the daemon waits for a
+    fitting one -- it neither decodes it nor dies."""
     rec = _tiny_recording(tmp_path / "rec", channels, rate)
     cfg = rig(16, tmp_path)
-    decisions, status, *_ = run_session(bundle, rec, cfg, tmp_path, speed=None)
-    assert status["state"] == "failed" and expect in status["failure"]
-    assert decisions == []
+    decisions, status, _, _, _, messages, _ = run_session(bundle, rec, cfg, tmp_path, speed=None)
+    assert status["state"] == "stopped" and status["failure"] is None
+    assert expect in status["stream_unfit"]
+    assert any(f"waiting for one that does: {expect}" in m for m in messages)
+    assert status["counters"]["blocks"] == 0
+    # the one onset it saw still gets its one decision, when the daemon stops
+    assert (
+        [d["status"] for d in decisions]
+        == ["degraded: shutdown"]
+        == ["degraded: shutdown"] * status["counters"]["onsets"]
+    )
 
 
 def test_rig_config_that_does_not_fit_the_bundle_is_refused(bundle, tmp_path):

@@ -427,6 +427,15 @@ def bench_whole_path(
         "capacity": st["capacity"],
         "first_block_to_last_decision_s": span_s,
         "throughput_realtime_factor": duration_s / span_s if span_s else None,
+        "stream_s_received": st["capacity"]["stream_s_received"],
+        "stream_s_processed": st["capacity"]["stream_s"],
+        # a run that ends before every onset is decided, or before all it received is processed, failed
+        "failed": None
+        if len(res.decisions) == len(onsets) and st["capacity"]["stream_s_received"] == st["capacity"]["stream_s"]
+        else (
+            f"{len(res.decisions)} decisions for {len(onsets)} onsets; {st['capacity']['stream_s']:.2f} s of "
+            f"{st['capacity']['stream_s_received']:.2f} s received were processed"
+        ),
     }
 
 

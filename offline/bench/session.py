@@ -35,22 +35,34 @@ class SessionResult:
 class ReplayerProcess:
     """``rtdecode replay`` as a child process, with the in-process Replayer's run/stop/stats."""
 
-    def __init__(self, recording: str | Path, port: int, host: str, speed: float | None, preload: bool = False) -> None:
-        self.cmd = [
-            sys.executable,
-            "-m",
-            "rtdecode",
-            "replay",
-            str(recording),
-            "--port",
-            str(port),
-            "--host",
-            host,
-            "--speed",
-            "max" if speed is None else f"{speed:g}",
-            "--wait-heartbeat",
-            "10",
-        ] + (["--preload"] if preload else [])
+    def __init__(
+        self,
+        recording: str | Path,
+        port: int,
+        host: str,
+        speed: float | None,
+        preload: bool = False,
+        loop: bool = False,
+    ) -> None:
+        self.cmd = (
+            [
+                sys.executable,
+                "-m",
+                "rtdecode",
+                "replay",
+                str(recording),
+                "--port",
+                str(port),
+                "--host",
+                host,
+                "--speed",
+                "max" if speed is None else f"{speed:g}",
+                "--wait-heartbeat",
+                "10",
+            ]
+            + (["--preload"] if preload else [])
+            + (["--loop"] if loop else [])
+        )
         self.proc: subprocess.Popen | None = None
         self.stats = None
         self.output = ""
@@ -134,6 +146,9 @@ def replay_through_daemon(
         th.join()
         daemon.stop()
         daemon.wait()
+        # decisions published while stopping (trials still open: "degraded: shutdown")
+        while (d := client.poll(300)) is not None:
+            decisions.append(d)
         client.close()
     if getattr(replayer, "error", None):
         raise RuntimeError(replayer.error)

@@ -12,8 +12,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from rtdecode.errors import RtdecodeError
 
-class BackendUnavailable(RuntimeError):
+
+class BackendUnavailable(RtdecodeError, RuntimeError):
     """The requested backend cannot run here (missing package, no GPU); the message says why."""
 
 

@@ -21,6 +21,12 @@ import numpy as np
 
 from rtdecode.stream.protocol import DataMessage, TtlMessage
 
+RATE_TOLERANCE = 1e-6  # relative: the plugin writes its sample rate as float32
+
+
+def rates_agree(a: float, b: float) -> bool:
+    return abs(a - b) <= RATE_TOLERANCE * max(abs(a), abs(b))
+
 
 @dataclass(slots=True)
 class Block:
@@ -48,7 +54,8 @@ class BlockAssembler:
         self.n_channels = int(n_channels)
         self.stream_name = stream_name
         self.sample_rate = sample_rate
-        self._buf = np.empty((max_block, self.n_channels), dtype=np.float32)
+        self.max_block = int(max_block)  # larger messages are refused, never allocated for
+        self._buf = np.empty((self.max_block, self.n_channels), dtype=np.float32)
         self._cur_sample: int | None = None
         self._cur_n = 0
         self._next_channel = 0
@@ -68,7 +75,18 @@ class BlockAssembler:
             "wrong_stream": 0,
             "wrong_channel_count": 0,
             "wrong_sample_rate": 0,
+            "oversized": 0,
         }
+
+    @property
+    def current_sample(self) -> int | None:
+        """``sample_num`` of the block being assembled (None between blocks)."""
+        return self._cur_sample
+
+    @property
+    def skipping_sample(self) -> int | None:
+        """``sample_num`` of a block already reported incomplete, whose remaining channels are skipped."""
+        return self._skip_sample
 
     # -- message_num -------------------------------------------------------------------------
     def _check_message_num(self, num: int, anomalies: list[Anomaly], at_sample: int) -> bool:
@@ -117,8 +135,8 @@ class BlockAssembler:
 
     def on_data(self, msg: DataMessage, arrival_ns: int) -> tuple[Block | None, list[Anomaly]]:
         anomalies: list[Anomaly] = []
-        if not self._check_message_num(msg.message_num, anomalies, msg.sample_num):
-            return None, anomalies
+        # Messages that are not ours are refused before they touch message_num or sample_num
+        # continuity, so a stranger's message cannot fake a gap, a restart or a new timeline.
         if self.stream_name is not None and msg.stream != self.stream_name:
             self.counters["wrong_stream"] += 1
             anomalies.append(
@@ -130,7 +148,7 @@ class BlockAssembler:
                 )
             )
             return None, anomalies
-        if self.sample_rate is not None and abs(msg.sample_rate - self.sample_rate) > 1e-6:
+        if self.sample_rate is not None and not rates_agree(msg.sample_rate, self.sample_rate):
             self.counters["wrong_sample_rate"] += 1
             anomalies.append(
                 Anomaly(
@@ -152,12 +170,23 @@ class BlockAssembler:
                 )
             )
             return None, anomalies
+        if msg.num_samples > self.max_block:
+            self.counters["oversized"] += 1
+            anomalies.append(
+                Anomaly(
+                    "oversized",
+                    msg.sample_num,
+                    msg.sample_num + 1,
+                    f"{msg.num_samples} samples in one message, more than {self.max_block}",
+                )
+            )
+            return None, anomalies
+        if not self._check_message_num(msg.message_num, anomalies, msg.sample_num):
+            return None, anomalies
         if self._skip_sample is not None:
             if msg.sample_num == self._skip_sample:
                 return None, anomalies  # the rest of a block already reported incomplete
             self._skip_sample = None
-        if msg.num_samples > len(self._buf):
-            self._buf = np.empty((msg.num_samples, self.n_channels), dtype=np.float32)
         if self._cur_sample is not None and msg.sample_num != self._cur_sample:
             # A new block began before the previous one was complete.
             self.counters["incomplete_blocks"] += 1

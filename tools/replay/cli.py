@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -36,10 +37,14 @@ def replay(
     try:
         faults = [Fault.parse(f) for f in (fault or [])]
         rate = None if speed == "max" else float(speed)
+        if rate is not None and not math.isfinite(rate):
+            raise ValueError(f"--speed {speed!r}: expected 1, a positive number, or max")
         if rate is not None and rate <= 0:
             raise ValueError
     except ValueError as err:
         raise typer.BadParameter(str(err) or f"--speed {speed!r}: expected 1, a positive number, or max") from None
+    if block_samples is not None and not 1 <= block_samples <= 1 << 16:
+        raise typer.BadParameter(f"--block-samples {block_samples}: expected 1 to 65536 samples per block")
     if not is_loopback(host):
         err_console.print(f"note: binding {host}, reachable beyond this machine")
     if preload and faults:

@@ -11,12 +11,17 @@ possible with ``speed=None``).
 Faults for tests, each at a message count ``K`` (the plugin's ``message_num`` it would have had):
 ``drop=K``, ``duplicate=K``, ``reorder=K`` (K+1 is sent before K), ``truncate=K`` (payload cut
 in half), ``corrupt=K`` (header not JSON), ``restart=K`` (acquisition restarts before message K:
-``message_num`` and ``sample_num`` start again from 1 and 0), ``stall=K:SECONDS``.
+``message_num`` and ``sample_num`` start again from 1 and 0), ``stall=K:SECONDS``, and
+``stray=K:WHAT`` -- one extra DATA message, not the plugin's, sent before message K, a copy of K's
+header with one thing wrong: ``channel`` (channel_num = the channel count), ``rate`` (25 kHz),
+``stream`` (another stream's name), ``sample`` (an absurd sample_num, with K's own message_num,
+as an injected message would carry) or ``stranger`` (another publisher's message_num 1).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,7 +34,8 @@ from rtdecode.errors import RecordingError
 from rtdecode.stream.protocol import EVENT_ENVELOPE, BlockFramer, ttl_frames
 from rtdecode.stream.recording import RecordingSource, block_sizes
 
-FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall")
+FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall", "stray")
+STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger")
 
 
 @dataclass
@@ -37,6 +43,7 @@ class Fault:
     kind: str
     at: int  # message count (1-based)
     seconds: float = 0.0
+    what: str = ""  # stray: what is wrong with the extra message
 
     @classmethod
     def parse(cls, text: str) -> Fault:
@@ -46,18 +53,28 @@ class Fault:
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind {kind!r}: expected one of {', '.join(FAULT_KINDS)}")
         seconds = 0.0
+        what = ""
+        if kind == "stray":
+            value, _, what = value.partition(":")
+            if what not in STRAY_KINDS:
+                raise ValueError(f"fault {text!r}: stray needs MESSAGE:WHAT with WHAT one of {', '.join(STRAY_KINDS)}")
         if kind == "stall":
             if ":" not in value:
                 raise ValueError(f"fault {text!r}: stall needs MESSAGE:SECONDS, e.g. stall=800:0.5")
             value, sec = value.split(":", 1)
-            seconds = float(sec)
+            try:
+                seconds = float(sec)
+            except ValueError:
+                seconds = math.nan
+            if not (math.isfinite(seconds) and 0 <= seconds <= 3600):
+                raise ValueError(f"fault {text!r}: stall seconds {sec!r} must be a number from 0 to 3600")
         try:
             at = int(value)
         except ValueError:
             raise ValueError(f"fault {text!r}: message count {value!r} is not an integer") from None
         if at < 1:
             raise ValueError(f"fault {text!r}: message count must be >= 1")
-        return cls(kind, at, seconds)
+        return cls(kind, at, seconds, what)
 
 
 @dataclass
@@ -196,7 +213,11 @@ class Replayer:
             self.stats.faults_applied[f.kind] = self.stats.faults_applied.get(f.kind, 0) + 1
             if f.kind == "drop":
                 return
-            if f.kind == "truncate":
+            if f.kind == "stray":
+                pub.send_multipart(self._stray(frames, f.what))
+                self.stats.messages_sent += 1
+                f = None
+            elif f.kind == "truncate":
                 frames = [frames[0], frames[1], frames[2][: len(frames[2]) // 2]]
             elif f.kind == "corrupt":
                 frames = [frames[0], b"{ this is not JSON", frames[2]]
@@ -211,6 +232,26 @@ class Replayer:
         while pending and f is None:
             pub.send_multipart(pending.pop())
             self.stats.messages_sent += 1
+
+    def _stray(self, frames: list[bytes], what: str) -> list[bytes]:
+        """A copy of ``frames`` (a DATA or EVENT message) with one thing wrong (see ``stray=K:WHAT``)."""
+        header = json.loads(frames[1])
+        content = header["content"]
+        if what == "channel":
+            content["channel_num"] = self.source.n_channels
+        elif what == "rate":
+            content["sample_rate"] = 25000.0
+        elif what == "stream":
+            content["stream"] = "Stranger-AP"
+        elif what == "sample":
+            content["sample_num"] = int(content["sample_num"]) + 10**12
+        elif what == "stranger":
+            header["message_num"] = 1
+        if header.get("type") != "data":  # strays are data messages: reuse a data header shape
+            content.update(channel_num=0, num_samples=1, sample_rate=self.source.sample_rate)
+            header["data_size"] = 4
+            return [b"DATA\x00", json.dumps(header).encode(), np.zeros(1, "<f4").tobytes()]
+        return [frames[0], json.dumps(header).encode(), frames[2]]
 
     def _send_rendered(self, pub, rendered: _Rendered) -> None:
         """Send pre-rendered messages block by block, paced as ``_replay_once`` paces."""

@@ -1,0 +1,70 @@
+"""Is the stream the one the bundle was built for? Judged on sustained evidence, never one message.
+
+One stray message -- a stranger's PUB on the data port, another sample rate, channel 33 of a
+32-channel rig -- or one message lost at start is counted and dropped by the assembler; it never
+stops the daemon. Only when the stream *stays* wrong (``UNFIT_BLOCKS`` blocks' worth of messages
+that do not fit, or that many incomplete blocks in a row, with no complete block between) is it
+declared unfit, with the reason naming both values; the daemon then waits, visibly, and resumes
+as soon as a block that fits is assembled.
+"""
+
+from __future__ import annotations
+
+from rtdecode.stream.assembler import Anomaly
+from rtdecode.stream.protocol import DataMessage
+
+#: How many blocks' worth of evidence declare a stream unfit.
+UNFIT_BLOCKS = 3
+
+
+class StreamFit:
+    def __init__(self, n_channels: int, sample_rate: float) -> None:
+        self.n_channels = int(n_channels)
+        self.sample_rate = float(sample_rate)  # sample rates are compared by the assembler (rates_agree)
+        self.unfit_reason: str | None = None  # set while the stream is declared unfit
+        self.last_unfit_reason: str | None = None  # the latest declaration, kept after recovery
+        self.declarations = 0
+        self._bad_messages = 0
+        self._incomplete = 0
+        self._max_channel = -1
+        self._reason: str | None = None
+
+    def on_data(self, msg: DataMessage, anomalies: list[Anomaly], block_complete: bool) -> str | None:
+        """Account one data message; returns ``"unfit"`` or ``"fit"`` when the verdict changes."""
+        if block_complete:
+            self._bad_messages = self._incomplete = 0
+            self._max_channel = -1
+            if self.unfit_reason is not None:
+                self.unfit_reason = None
+                return "fit"
+            return None
+        self._max_channel = max(self._max_channel, msg.channel_num)
+        for a in anomalies:
+            if a.kind == "wrong_sample_rate":
+                self._bad_messages += 1
+                self._reason = (
+                    f"stream sample rate {msg.sample_rate} Hz does not fit the bundle ({self.sample_rate} Hz)"
+                )
+            elif a.kind == "wrong_channel_count":
+                self._bad_messages += 1
+                self._reason = (
+                    f"stream has more than {self.n_channels} channels (channel_num {msg.channel_num}); "
+                    f"the bundle expects {self.n_channels}"
+                )
+            elif a.kind == "wrong_stream":
+                self._bad_messages += 1
+                self._reason = f"{a.detail} (rig config [stream] stream_name)"
+            elif a.kind == "incomplete_block":
+                self._incomplete += 1
+                n = self._max_channel + 1
+                self._reason = (
+                    f"stream has {n} channels, the bundle expects {self.n_channels}"
+                    if n < self.n_channels
+                    else "blocks keep arriving incomplete (messages lost upstream)"
+                )
+        sustained = self._bad_messages >= UNFIT_BLOCKS * self.n_channels or self._incomplete >= UNFIT_BLOCKS
+        if sustained and self.unfit_reason is None:
+            self.unfit_reason = self.last_unfit_reason = self._reason
+            self.declarations += 1
+            return "unfit"
+        return None

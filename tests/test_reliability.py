@@ -1,0 +1,322 @@
+"""Survives the rig: single bad messages, hostile control clients, stops mid-trial, restarts, bad edges.
+
+Every daemon case runs on loopback against the real replayer and asserts survival, exactly one
+decision per onset, and the counters that name what happened.
+"""
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rtdecode.offline.bench.session import replay_through_daemon
+from rtdecode.offline.sim.openephys_writer import BinaryRecordingWriter
+from rtdecode.replay.replayer import Fault
+
+from rtdecode.client import DecisionClient, control_request
+from rtdecode.config import parse_rig_config
+from rtdecode.control import MAX_REQUEST_BYTES, parse_request
+from rtdecode.daemon import Daemon
+from rtdecode.errors import ConfigError
+from rtdecode.stream.protocol import ProtocolError, parse_frames
+
+from .conftest import manifest
+from .test_config import VALID
+from .test_online import rig
+
+FS = 30000.0
+ONSETS = np.arange(int(0.5 * FS), int(5.5 * FS), int(0.3 * FS))  # 17 onsets, every window inside the stream
+
+
+@pytest.fixture(scope="module")
+def short_recording(tmp_path_factory):
+    """6 s of 16-channel noise with an onset every 300 ms (fits the test bundle: 16 ch, 30 kHz, line 0)."""
+    path = tmp_path_factory.mktemp("short") / "rec"
+    rng = np.random.default_rng(5)
+    w = BinaryRecordingWriter(path, FS, 16)
+    w.append(rng.normal(0, 7, (int(6 * FS), 16)))
+    w.add_ttl(ONSETS, 0, np.ones(len(ONSETS), dtype=int))
+    w.close()
+    return path
+
+
+def _serve(bundle, recording, tmp_path, faults=(), speed=2.0):
+    cfg = rig(16, tmp_path)
+    res = replay_through_daemon(
+        bundle, recording, cfg, tmp_path / "d.jsonl", speed=speed, faults=list(faults), settle_s=2.0
+    )
+    return res, [json.loads(x) for x in res.log_path.read_text().splitlines()]
+
+
+def _assert_every_onset_decided_once(res, log):
+    onsets = sorted(d["onset_sample"] for d in res.decisions)
+    assert onsets == sorted(set(onsets)) and len(onsets) == res.status["counters"]["onsets"]
+    stop = log[-1]
+    assert stop["event"] == "stop" and stop["onsets"]["undecided"] == 0
+    assert stop["onsets"]["seen"] == stop["onsets"]["decided"] == len(res.decisions)
+    assert stop["stream_s"]["received"] == stop["stream_s"]["processed"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "counter"),
+    [
+        ("drop=3", "lost_messages"),  # one channel of the very first block
+        ("stray=5:channel", "wrong_channel_count"),  # channel 16 of a 16-channel rig, before any block
+        ("stray=5:rate", "wrong_sample_rate"),
+        ("stray=5:stream", "wrong_stream"),
+        ("stray=3000:sample", "strays"),  # mid-run, an absurd sample_num with the stream's own number
+        ("stray=3000:stranger", "strays"),  # mid-run, another publisher's message_num 1
+    ],
+)
+def test_no_single_message_stops_the_daemon_or_poisons_later_trials(bundle, short_recording, tmp_path, fault, counter):
+    res, log = _serve(bundle, short_recording, tmp_path, [Fault.parse(fault)])
+    st_, c = res.status, res.status["counters"]
+    print(fault, {k: c[k] for k in ("blocks", "strays", "lost_messages", "restarts", "degraded", counter)})
+    assert st_["state"] == "stopped" and st_["failure"] is None and st_["stream_unfit"] is None
+    assert res.replay.faults_applied == {fault.split("=")[0]: 1}
+    assert c[counter] == 1 and c["restarts"] == 0
+    _assert_every_onset_decided_once(res, log)
+    assert len(res.decisions) == len(ONSETS)
+    assert [d["status"] for d in res.decisions] == ["ok"] * len(ONSETS)  # nothing degraded for one bad message
+
+
+def test_stop_mid_trial_decides_every_open_onset_as_shutdown(bundle, short_recording, tmp_path):
+    cfg = rig(16, tmp_path)
+    d = Daemon(cfg, bundle, tmp_path / "d.jsonl", log=lambda *_: None)
+    d.start()
+    from rtdecode.replay.replayer import Replayer
+
+    rep = Replayer(short_recording, cfg.stream.data_port, speed=1.0, wait_for_heartbeat_s=10)
+    import threading
+
+    th = threading.Thread(target=rep.run)
+    th.start()
+    deadline = time.monotonic() + 30
+    while d.pipeline.counters()["onsets"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    d.stop()  # the third onset's window is still open
+    d.wait()
+    rep.stop()
+    th.join()
+    lines = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    decisions = [x for x in lines if "seq" in x]
+    seen = lines[-1]["onsets"]["seen"]
+    assert seen >= 3 and len(decisions) == seen and lines[-1]["onsets"]["undecided"] == 0
+    assert decisions[-1]["status"] == "degraded: shutdown"
+    assert lines[-1]["stream_s"]["received"] == lines[-1]["stream_s"]["processed"]
+
+
+def test_hostile_control_clients_get_errors_and_never_kill_the_control_thread(bundle, tmp_path):
+    cfg = rig(16, tmp_path)
+    d = Daemon(cfg, bundle, tmp_path / "d.jsonl", log=lambda *_: None)
+    d.start()
+    address = f"tcp://127.0.0.1:{cfg.outputs.control_port}"
+    ctx = zmq.Context.instance()
+
+    def ask(frames, timeout_ms=3000):
+        s = ctx.socket(zmq.REQ)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(address)
+        s.send_multipart(frames)
+        reply = s.recv_json() if s.poll(timeout_ms) else None
+        s.close()
+        return reply
+
+    try:
+        hostile = [
+            [b"[" * 100_000 + b"]" * 100_000][:1],  # nesting deeper than the parser allows (and too big)
+            [b"[" * 2000 + b"]" * 2000],  # deep nesting under the size limit
+            [b'{"cmd": "status"}', b"second frame"],
+            [b"\xff\xfe\x00garbage"],
+            [b"[1, 2, 3]"],
+            [b'{"cmd": {"nested": true}}'],
+            [b'{"cmd": "rm -rf"}'],
+            [b""],
+        ]
+        replies = [ask(f, timeout_ms=1500) for f in hostile]
+        assert replies[0] is None  # over MAXMSGSIZE: dropped by libzmq before it is read
+        assert all("error" in r and "expected one frame of JSON" in r["error"] for r in replies[1:])
+        st_ = control_request(address, "status")
+        assert st_["state"] in ("ready", "running") and st_["counters"]["bad_control_requests"] == len(hostile) - 1
+        assert control_request(address, "stop")["state"] == "draining"
+    finally:
+        d.stop()
+        d.wait()
+    assert d.state == "stopped"
+
+
+def test_a_restarted_daemon_is_a_new_run_and_the_client_tells_them_apart(bundle, short_recording, tmp_path):
+    cfg = rig(16, tmp_path)
+    log = tmp_path / "d.jsonl"
+    client = DecisionClient(f"tcp://127.0.0.1:{cfg.outputs.decision_port}")
+    seen = []
+    for _ in range(2):  # the same ports and the same log, one run after the other
+        res = replay_through_daemon(bundle, short_recording, cfg, log, speed=3.0, settle_s=1.5)
+        assert len(res.decisions) == len(ONSETS)
+        deadline = time.monotonic() + 5
+        while len([x for x in seen if x["run_id"] == res.status["run_id"]]) < len(ONSETS):
+            d = client.poll(200)
+            if d is not None:
+                seen.append(d)
+            elif time.monotonic() > deadline:
+                break
+    client.close()
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    starts = [x for x in lines if x.get("event") == "start"]
+    assert len(starts) == 2 and starts[0]["run_id"] != starts[1]["run_id"]
+    for start in starts:  # seq is per run: 1..n within each
+        seqs = [x["seq"] for x in lines if x.get("run_id") == start["run_id"] and "seq" in x]
+        assert seqs == list(range(1, len(ONSETS) + 1))
+    assert client.restarts >= 1 and client.dropped == 0
+
+
+# -- edges answer in words ----------------------------------------------------------------------
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "rtdecode", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--fault", "stall=5:-1"], "stall seconds '-1' must be a number from 0 to 3600"),
+        (["--fault", "stall=5:nan"], "stall seconds 'nan' must be a number from 0 to 3600"),
+        (["--fault", "stray=5:cosmic"], "stray needs MESSAGE:WHAT"),
+        (["--block-samples", "-5"], "--block-samples -5: expected 1 to 65536"),
+        (["--speed", "nan"], "--speed 'nan': expected 1, a positive number, or max"),
+        (["--speed", "-2"], "--speed '-2': expected 1, a positive number, or max"),
+    ],
+)
+def test_replay_refuses_bad_arguments_in_words(short_recording, args, expect):
+    proc = _cli("replay", str(short_recording), *args)
+    assert proc.returncode == 2 and expect in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_edges_answer_in_words(bundle, tmp_path):
+    import tomllib
+
+    from rtdecode import rig_configs
+
+    base = tomllib.loads((Path(rig_configs.__file__).parent / "replay_local.toml").read_text())
+    base["stream"]["channel_count"] = 16
+    from .test_online import _toml
+
+    cases = []
+    folder_log = tmp_path / "a-folder"
+    folder_log.mkdir()
+    cases.append((base, ["--log", str(folder_log)], "is a folder; give a file path"))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    cases.append((base, ["--log", str(a_file / "d.jsonl")], "cannot open the decision log"))
+    trt = json.loads(json.dumps(base))
+    trt["model"] = {"backend": "tensorrt"}
+    cases.append((trt, [], "TensorRT"))
+    for i, (cfg, extra, expect) in enumerate(cases):
+        path = tmp_path / f"rig{i}.toml"
+        path.write_text(_toml(cfg))
+        proc = _cli("serve", "--rig", str(path), "--bundle", str(bundle), *extra)
+        assert proc.returncode == 2, (expect, proc.stderr[-1500:])
+        assert expect in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expect"),
+    [
+        ("stream.sample_rate", True, "stream.sample_rate = True: Input should be a valid number"),
+        ("stream.channel_count", "32", "stream.channel_count = '32': Input should be a valid integer"),
+        ("trials.ttl_line", 1.0, "trials.ttl_line = 1.0: Input should be a valid integer"),
+        ("outputs.allow_remote", "yes", "outputs.allow_remote = 'yes': Input should be a valid boolean"),
+    ],
+)
+def test_rig_configs_refuse_instead_of_coercing(path, value, expect):
+    import copy
+
+    data = copy.deepcopy(VALID)
+    *parents, leaf = path.split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    with pytest.raises(ConfigError, match=expect.replace(".", r"\.").replace("(", r"\(")):
+        parse_rig_config(data, "rig.toml")
+
+
+def test_an_nwb_with_a_block_of_zeroed_bytes_is_named_not_a_traceback(small_animal, tmp_path):
+    src = small_animal / manifest(small_animal)["nwb"]
+    dst = tmp_path / src.name
+    dst.write_bytes(src.read_bytes())
+    with h5py.File(dst, "r") as f:
+        addr = h5py.h5o.get_info(f["units"].id).addr  # the units table's object header
+    with open(dst, "r+b") as f:
+        f.seek(addr)
+        f.write(b"\0" * 4096)
+    proc = _cli("session", "info", str(dst))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{dst}: damaged or unreadable" in proc.stderr
+
+
+# -- property tests: thousands of inputs, no uncaught exception ---------------------------------
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.binary(max_size=300), min_size=0, max_size=4))
+def test_protocol_parser_never_raises_anything_but_protocol_error(frames):
+    try:
+        parse_frames(frames)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+        max_leaves=30,
+    )
+)
+def test_protocol_parser_survives_any_json_header(header):
+    frames = [b"DATA\x00", json.dumps(header).encode(), np.zeros(4, "<f4").tobytes()]
+    try:
+        parse_frames(frames)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.binary(max_size=2 * MAX_REQUEST_BYTES // 100), min_size=0, max_size=3))
+def test_control_request_parser_never_raises(frames):
+    cmd, error = parse_request(frames)
+    assert (cmd is None) != (error is None)
+    assert cmd in (None, "status", "stop")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["name", "stream", "trials", "outputs", "sorting", "model", "probe", "extra"]),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+            lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=12), c, max_size=5),
+            max_leaves=15,
+        ),
+    )
+)
+def test_config_loader_raises_only_config_errors(data):
+    try:
+        parse_rig_config(data, "fuzz.toml")
+    except ConfigError as err:
+        assert str(err).startswith("fuzz.toml: ")
+
+
+def test_float32_sample_rates_fit():
+    """The plugin writes its float32 rate (29999.900390625 for 29999.9); it must fit a 29999.9 rig."""
+    from rtdecode.stream.assembler import rates_agree
+
+    assert rates_agree(float(np.float32(29999.9)), 29999.9)
+    assert not rates_agree(25000.0, 30000.0) and not rates_agree(math.nan, 30000.0)
