@@ -54,8 +54,23 @@ class StreamConfig(_Strict):
     stream_name: str = Field(min_length=1, description="name of the GUI stream, e.g. ProbeA-AP")
     channel_count: int = Field(strict=True, gt=0, le=4096, description="channels sent by the plugin")
     sample_rate: float = Field(strict=True, gt=0, le=1_000_000, description="stream sample rate in Hz")
+    channel_numbers: list[Annotated[int, Strict(), Field(ge=0, le=65535)]] | None = Field(
+        None,
+        description="the channel_num of each channel the plugin sends, ascending (its channel mask); "
+        "default 0 .. channel_count - 1",
+    )
     heartbeat_interval_s: float = field("stream.heartbeat_interval_s", strict=True, gt=0, le=60)
     heartbeat_timeout_s: float = field("stream.heartbeat_timeout_s", strict=True, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _channel_numbers_fit(self) -> StreamConfig:
+        c = self.channel_numbers
+        if c is not None and (len(c) != self.channel_count or any(b <= a for a, b in zip(c, c[1:], strict=False))):
+            raise ValueError(
+                f"channel_numbers must list channel_count = {self.channel_count} distinct ascending channel "
+                f"numbers, got {len(c)}: {c[:8]}{'...' if len(c) > 8 else ''}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _heartbeat_is_next_port(self) -> StreamConfig:

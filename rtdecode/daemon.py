@@ -68,7 +68,9 @@ class Daemon:
         self.bundle = self.pipeline.bundle
         self.backend = self.pipeline.backend
         fs = config.stream.sample_rate
-        self.assembler = BlockAssembler(config.stream.channel_count, config.stream.stream_name, fs)
+        self.assembler = BlockAssembler(
+            config.stream.channel_count, config.stream.stream_name, fs, channel_numbers=config.stream.channel_numbers
+        )
         self.gate = StrayGate(self.assembler)
         self.queue: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self.ctx = zmq.Context()

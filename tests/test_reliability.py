@@ -320,3 +320,36 @@ def test_float32_sample_rates_fit():
 
     assert rates_agree(float(np.float32(29999.9)), 29999.9)
     assert not rates_agree(25000.0, 30000.0) and not rates_agree(math.nan, 30000.0)
+
+
+def test_a_masked_stream_with_gaps_in_channel_num_is_assembled(bundle, tmp_path):
+    """The plugin sends only its mask's channels under their own numbers (here every other one of 32):
+    with ``channel_numbers`` in the rig config every block is whole."""
+    rec = tmp_path / "rec32"
+    rng = np.random.default_rng(1)
+    w = BinaryRecordingWriter(rec, FS, 32)
+    w.append(rng.normal(0, 7, (int(3 * FS), 32)))
+    onsets = np.array([int(0.5 * FS), int(1.5 * FS)])
+    w.add_ttl(onsets, 0, np.ones(2, dtype=int))
+    w.close()
+    mask = list(range(0, 32, 2))
+    cfg = rig(16, tmp_path, channel_numbers=mask)
+    from rtdecode.replay.replayer import Replayer
+
+    rep = Replayer(rec, cfg.stream.data_port, speed=2.0, wait_for_heartbeat_s=10, channels=mask)
+    d = Daemon(cfg, bundle, tmp_path / "d.jsonl", log=lambda *_: None)
+    d.start()
+    import threading
+
+    th = threading.Thread(target=rep.run)
+    th.start()
+    th.join()
+    time.sleep(1.0)
+    d.stop()
+    d.wait()
+    c = d.status()["counters"]
+    assert rep.stats.blocks == c["blocks"] > 100 and c["incomplete_blocks"] == 0 and c["wrong_channel_count"] == 0
+    lines = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert [x["status"] for x in lines if "seq" in x] == ["ok", "ok"]
+    with pytest.raises(ConfigError, match="channel_numbers must list channel_count = 16"):
+        rig(16, tmp_path, channel_numbers=mask[:-1])

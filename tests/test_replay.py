@@ -51,6 +51,7 @@ def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
     assert reply == b"heartbeat received"
     oe = Session(str(small_animal / "recording")).recordnodes[0].recordings[0]
     uv = oe.continuous[0].get_samples(0, 40 * 500)
+    names = oe.continuous[0].metadata.channel_names
     first = m["first_sample_number"]
     data = [x for x in msgs if x[0] == b"DATA\x00"]
     for k, (_env, header, payload) in enumerate(data[: 16 * 40]):
@@ -64,6 +65,7 @@ def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
             '  "content": {\r\n'
             '    "stream": "ProbeA-AP",\r\n'
             f'    "channel_num": {ch},\r\n'
+            f'    "channel_name": "{names[ch]}",\r\n'  # current plugin builds always send it
             '    "num_samples": 500,\r\n'
             f'    "sample_num": {first + 500 * block},\r\n'
             '    "sample_rate": 30000.0\r\n'

@@ -403,8 +403,17 @@ def bench_whole_path(
         + (" (replayer preloaded)" if preload else "")
         + " ..."
     )
+    # as fast as possible: lossless (a throughput run); at a paced speed: the plugin's high-water mark
+    lossless = speed is None
     res = replay_through_daemon(
-        bundle, rec, cfg, work_dir / "decisions.jsonl", speed=speed, replayer_process=True, preload=preload
+        bundle,
+        rec,
+        cfg,
+        work_dir / "decisions.jsonl",
+        speed=speed,
+        replayer_process=True,
+        preload=preload,
+        lossless=lossless,
     )
     st = res.status
     c = st["counters"]
@@ -422,6 +431,8 @@ def bench_whole_path(
         "decisions": len(res.decisions),
         "degraded": c["degraded"],
         "overruns": c["overruns"],
+        "upstream_lost_messages": c["lost_messages"],  # message_num gaps the daemon saw
+        "replayer_lossless": lossless,
         "backend": st["backend"],
         "latency_ms": st["latency"],
         "capacity": st["capacity"],

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdecode.replay.replayer import Fault, Replayer, ReplayStats
+from rtdecode.replay.replayer import PLUGIN_SEND_HWM, Fault, Replayer, ReplayStats
 
 from rtdecode.client import DecisionClient
 from rtdecode.config import RigConfig
@@ -43,6 +43,7 @@ class ReplayerProcess:
         speed: float | None,
         preload: bool = False,
         loop: bool = False,
+        lossless: bool = False,
     ) -> None:
         self.cmd = (
             [
@@ -62,6 +63,7 @@ class ReplayerProcess:
             ]
             + (["--preload"] if preload else [])
             + (["--loop"] if loop else [])
+            + (["--lossless"] if lossless else [])
         )
         self.proc: subprocess.Popen | None = None
         self.stats = None
@@ -95,10 +97,13 @@ def replay_through_daemon(
     log=None,
     replayer_process: bool = False,
     preload: bool = False,
+    lossless: bool = False,
 ) -> SessionResult:
     """``replayer_process=True`` runs ``rtdecode replay`` in its own process (no GIL shared with the
     daemon, as on a rig where the GUI is another program); faults need the in-process replayer.
-    ``preload=True``: the replayer renders every message before sending (throughput benchmarks)."""
+    ``preload=True``: the replayer renders every message before sending (throughput benchmarks).
+    ``lossless=False`` (default): the replayer drops like the plugin when the daemon falls behind
+    (send high-water mark 1,000 messages); ``True`` never drops (throughput benchmarks)."""
     if replayer_process and faults:
         raise ValueError("faults need the in-process replayer (replayer_process=False)")
     messages: list[str] = []
@@ -114,7 +119,7 @@ def replay_through_daemon(
     client = DecisionClient(f"tcp://{host}:{cfg.outputs.decision_port}")
     time.sleep(0.3)  # the client's SUB connects before anything is published
     if replayer_process:
-        replayer = ReplayerProcess(recording, cfg.stream.data_port, cfg.stream.host, speed, preload)
+        replayer = ReplayerProcess(recording, cfg.stream.data_port, cfg.stream.host, speed, preload, lossless=lossless)
     else:
         replayer = Replayer(
             recording,
@@ -124,6 +129,7 @@ def replay_through_daemon(
             faults=faults,
             wait_for_heartbeat_s=10.0,
             preload=preload,
+            send_hwm=0 if lossless else PLUGIN_SEND_HWM,
         )
     th = threading.Thread(target=replayer.run, name="replayer")
     th.start()

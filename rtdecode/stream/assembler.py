@@ -50,8 +50,15 @@ class BlockAssembler:
         stream_name: str | None = None,
         sample_rate: float | None = None,
         max_block: int = 1 << 16,
+        channel_numbers: list[int] | None = None,
     ) -> None:
         self.n_channels = int(n_channels)
+        # The plugin sends only the channels selected in its mask, under their own numbers: the
+        # block's column of each channel_num (0..n-1 when every channel is sent).
+        numbers = list(range(self.n_channels)) if channel_numbers is None else [int(c) for c in channel_numbers]
+        if len(numbers) != self.n_channels:
+            raise ValueError(f"{len(numbers)} channel numbers for {self.n_channels} channels")
+        self._column = {c: i for i, c in enumerate(numbers)}
         self.stream_name = stream_name
         self.sample_rate = sample_rate
         self.max_block = int(max_block)  # larger messages are refused, never allocated for
@@ -159,14 +166,15 @@ class BlockAssembler:
                 )
             )
             return None, anomalies
-        if msg.channel_num >= self.n_channels or msg.channel_num < 0:
+        col = self._column.get(msg.channel_num)
+        if col is None:
             self.counters["wrong_channel_count"] += 1
             anomalies.append(
                 Anomaly(
                     "wrong_channel_count",
                     msg.sample_num,
                     msg.sample_num + msg.num_samples,
-                    f"channel_num {msg.channel_num} but the stream should have {self.n_channels}",
+                    f"channel_num {msg.channel_num} is not one of the stream's {self.n_channels} channels",
                 )
             )
             return None, anomalies
@@ -201,7 +209,7 @@ class BlockAssembler:
             self.expected_sample = self._cur_sample + self._cur_n
             self._reset_block()
         if self._cur_sample is None:
-            if msg.channel_num != 0:
+            if col != 0:
                 # The block's first channels were lost: it can never be complete.
                 self.counters["incomplete_blocks"] += 1
                 anomalies.append(
@@ -216,7 +224,7 @@ class BlockAssembler:
                 self._skip_sample = msg.sample_num
                 return None, anomalies
             self._start_block(msg, anomalies)
-        elif msg.channel_num != self._next_channel or msg.num_samples != self._cur_n:
+        elif col != self._next_channel or msg.num_samples != self._cur_n:
             self.counters["incomplete_blocks"] += 1
             anomalies.append(
                 Anomaly(
@@ -230,7 +238,7 @@ class BlockAssembler:
             self._skip_sample = self._cur_sample
             self._reset_block()
             return None, anomalies
-        self._buf[: msg.num_samples, msg.channel_num] = msg.samples
+        self._buf[: msg.num_samples, col] = msg.samples
         self._next_channel += 1
         if self._next_channel < self.n_channels:
             return None, anomalies

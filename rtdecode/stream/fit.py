@@ -26,19 +26,19 @@ class StreamFit:
         self.declarations = 0
         self._bad_messages = 0
         self._incomplete = 0
-        self._max_channel = -1
+        self._channels: set[int] = set()  # distinct channel_nums since the last complete block
         self._reason: str | None = None
 
     def on_data(self, msg: DataMessage, anomalies: list[Anomaly], block_complete: bool) -> str | None:
         """Account one data message; returns ``"unfit"`` or ``"fit"`` when the verdict changes."""
         if block_complete:
             self._bad_messages = self._incomplete = 0
-            self._max_channel = -1
+            self._channels.clear()
             if self.unfit_reason is not None:
                 self.unfit_reason = None
                 return "fit"
             return None
-        self._max_channel = max(self._max_channel, msg.channel_num)
+        self._channels.add(msg.channel_num)
         for a in anomalies:
             if a.kind == "wrong_sample_rate":
                 self._bad_messages += 1
@@ -56,7 +56,7 @@ class StreamFit:
                 self._reason = f"{a.detail} (rig config [stream] stream_name)"
             elif a.kind == "incomplete_block":
                 self._incomplete += 1
-                n = self._max_channel + 1
+                n = len(self._channels)  # distinct channels the stream sends
                 self._reason = (
                     f"stream has {n} channels, the bundle expects {self.n_channels}"
                     if n < self.n_channels

@@ -24,13 +24,22 @@ def replay(
     loop: Annotated[bool, typer.Option(help="start again at the end")] = False,
     fault: Annotated[list[str] | None, typer.Option("--fault", help="KIND=MESSAGE, e.g. drop=500 (repeatable)")] = None,
     wait_heartbeat: Annotated[float, typer.Option(help="wait up to this many s for a client's heartbeat")] = 0.0,
-    channel_names: Annotated[bool, typer.Option(help="send content.channel_name (post-2025 plugin builds)")] = False,
+    channel_names: Annotated[
+        bool, typer.Option(help="send content.channel_name (as current plugin builds always do)")
+    ] = True,
+    channels: Annotated[
+        str | None, typer.Option(help="send only these channels, e.g. 0,2,4 (the plugin's channel mask)")
+    ] = None,
+    lossless: Annotated[
+        bool,
+        typer.Option(help="never drop (send high-water mark 0); default: the plugin's 1,000 messages, dropping beyond"),
+    ] = False,
     preload: Annotated[
         bool, typer.Option(help="render every message into memory first, then only send (throughput benchmarks)")
     ] = False,
 ) -> None:
     """Re-publish a recording exactly as the Open Ephys GUI's ZMQ Interface plugin does."""
-    from rtdecode.replay.replayer import Fault, Replayer
+    from rtdecode.replay.replayer import PLUGIN_SEND_HWM, Fault, Replayer
 
     from rtdecode.config import is_loopback
 
@@ -49,13 +58,29 @@ def replay(
         err_console.print(f"note: binding {host}, reachable beyond this machine")
     if preload and faults:
         raise typer.BadParameter("--preload cannot inject faults (messages are rendered before sending)")
-    r = Replayer(
-        recording, port, host, rate, block_samples, loop, faults, wait_heartbeat, channel_names, preload=preload
-    )
+    try:
+        mask = [int(c) for c in channels.split(",") if c.strip()] if channels else None
+        r = Replayer(
+            recording,
+            port,
+            host,
+            rate,
+            block_samples,
+            loop,
+            faults,
+            wait_heartbeat,
+            channel_names,
+            preload=preload,
+            channels=mask,
+            send_hwm=0 if lossless else PLUGIN_SEND_HWM,
+        )
+    except ValueError as err:
+        raise typer.BadParameter(f"--channels {channels!r}: {err}") from None
     src = r.source
     err_console.print(
         f"replaying {recording}: {src.n_channels} ch x {src.n_samples} samples at {src.sample_rate:g} Hz, "
-        f"{len(src.ttl_samples)} TTL events, on tcp://{host}:{port} (heartbeat :{port + 1}), speed {speed}"
+        f"{len(src.ttl_samples)} TTL events, on tcp://{host}:{port} (heartbeat :{port + 1}), speed {speed}, "
+        + ("lossless" if lossless else f"send high-water mark {PLUGIN_SEND_HWM} messages (drops beyond, as the plugin)")
     )
     import signal
 

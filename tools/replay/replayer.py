@@ -6,7 +6,12 @@ first (0-based lines on the wire; 1-based on disk), then one float32 uV DATA mes
 ascending; ``message_num`` from 1; headers byte-for-byte as the plugin writes them
 (``rtdecode.stream.protocol``). A REP socket on ``port + 1`` answers heartbeats like the plugin
 (``heartbeat received``). Pacing follows a monotonic clock at ``speed`` x real time (or as fast as
-possible with ``speed=None``).
+possible with ``speed=None``). Like the plugin it sends ``content.channel_name`` (current builds
+always do), only the channels selected in its mask (``channels``: ``channel_num`` keeps the
+recording's numbering, so it may have gaps), and keeps libzmq's default send high-water mark of
+1,000 messages, dropping silently beyond it when a subscriber falls behind; ``send_hwm=0`` is the
+explicit lossless mode for throughput benchmarks. On close it lingers 30 s, so a slower subscriber
+still receives the tail of a lossless replay.
 
 Faults for tests, each at a message count ``K`` (the plugin's ``message_num`` it would have had):
 ``drop=K``, ``duplicate=K``, ``reorder=K`` (K+1 is sent before K), ``truncate=K`` (payload cut
@@ -34,6 +39,9 @@ from rtdecode.errors import RecordingError
 from rtdecode.stream.protocol import EVENT_ENVELOPE, BlockFramer, ttl_frames
 from rtdecode.stream.recording import RecordingSource, block_sizes
 
+#: The ZMQ Interface plugin's send high-water mark: libzmq's default, which the plugin keeps.
+PLUGIN_SEND_HWM = 1000
+CLOSE_LINGER_MS = 30_000
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall", "stray")
 STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger")
 
@@ -111,9 +119,11 @@ class Replayer:
         loop: bool = False,
         faults: list[Fault] | None = None,
         wait_for_heartbeat_s: float = 0.0,
-        channel_names: bool = False,
+        channel_names: bool = True,
         seed: int = 0,
         preload: bool = False,
+        channels: list[int] | None = None,
+        send_hwm: int = PLUGIN_SEND_HWM,
     ) -> None:
         if preload and faults:
             raise ValueError("preload renders every message before sending; it cannot inject faults")
@@ -128,6 +138,17 @@ class Replayer:
         self.wait_for_heartbeat_s = wait_for_heartbeat_s
         self.send_channel_names = channel_names
         self.seed = seed
+        n = self.source.n_channels
+        self.channels = list(range(n)) if channels is None else [int(c) for c in channels]
+        if (
+            not self.channels
+            or sorted(set(self.channels)) != self.channels
+            or not 0 <= self.channels[0] <= self.channels[-1] < n
+        ):
+            raise ValueError(f"channels {channels}: expected ascending, distinct channel numbers from 0 to {n - 1}")
+        if send_hwm < 0:
+            raise ValueError(f"send_hwm {send_hwm}: expected 0 (lossless) or a positive number of messages")
+        self.send_hwm = int(send_hwm)
         self.stats = ReplayStats()
         self._stop = threading.Event()
         self._heartbeat_seen = threading.Event()
@@ -161,8 +182,11 @@ class Replayer:
     # -- publishing --------------------------------------------------------------------------------
     def run(self) -> ReplayStats:
         pub = self._ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.LINGER, 1000)
-        pub.setsockopt(zmq.SNDHWM, 0)  # never drop silently on our side (the plugin uses libzmq defaults)
+        # Long enough that a slower subscriber still gets the tail of a lossless replay before we exit.
+        pub.setsockopt(zmq.LINGER, CLOSE_LINGER_MS)
+        # The plugin keeps libzmq's default (1,000 messages) and drops beyond it when a subscriber falls
+        # behind; 0 (lossless, for throughput benchmarks) never drops.
+        pub.setsockopt(zmq.SNDHWM, self.send_hwm)
         try:
             pub.bind(f"tcp://{self.host}:{self.port}")
         except zmq.ZMQError as err:
@@ -238,7 +262,7 @@ class Replayer:
         header = json.loads(frames[1])
         content = header["content"]
         if what == "channel":
-            content["channel_num"] = self.source.n_channels
+            content["channel_num"] = self.channels[-1] + 1
         elif what == "rate":
             content["sample_rate"] = 25000.0
         elif what == "stream":
@@ -302,7 +326,7 @@ class Replayer:
             j = ttl_i
             while j < len(src.ttl_samples) and src.ttl_samples[j] <= src.sample_numbers[i1 - 1]:
                 j += 1
-            n_messages = (j - ttl_i) + src.n_channels
+            n_messages = (j - ttl_i) + len(self.channels)
             # An injected restart takes effect at the start of the block that holds its message count:
             # message_num starts again from 1 and sample numbers from 0, as when the GUI restarts.
             hits = [
@@ -333,7 +357,7 @@ class Replayer:
                 self.stats.ttl_events += 1
                 self._send(pub, frames, count, pending)
             ttl_i = j
-            for c in range(src.n_channels):
+            for c in self.channels:  # the plugin sends only the channels selected in its mask
                 count += 1
                 message_num += 1
                 frames = framer.frames(
