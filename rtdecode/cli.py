@@ -186,6 +186,21 @@ def serve(
         raise typer.Exit(2)
 
 
+def _client_curve(cfg):
+    """``(client keys, server public key)`` for a rig whose daemon uses CURVE, else None."""
+    o = cfg.outputs
+    if not o.curve:
+        return None
+    from rtdecode.curve import load_keys
+
+    if o.curve_client_key is None:
+        raise RtdecodeError(
+            "this rig's daemon uses CURVE: set outputs.curve_client_key to a client secret certificate "
+            "whose public half is in outputs.curve_authorized_clients"
+        )
+    return load_keys(o.curve_client_key), load_keys(o.curve_server_key, need_secret=False).public
+
+
 def _control(rig: Path, command: str) -> dict:
     from rtdecode.client import control_request
     from rtdecode.config import load_rig_config
@@ -193,9 +208,29 @@ def _control(rig: Path, command: str) -> dict:
     cfg = load_rig_config(rig)
     host = "127.0.0.1" if cfg.outputs.bind_host in ("0.0.0.0", "::") else cfg.outputs.bind_host
     try:
-        return control_request(f"tcp://{host}:{cfg.outputs.control_port}", command)
+        return control_request(f"tcp://{host}:{cfg.outputs.control_port}", command, curve=_client_curve(cfg))
     except TimeoutError as err:
         raise RtdecodeError(str(err)) from None
+
+
+@app.command()
+def keys(
+    out: Annotated[Path, typer.Option("--out", help="folder to write the certificates into")],
+    name: Annotated[str, typer.Option(help="certificate name: NAME.key (public) and NAME.key_secret")] = "server",
+) -> None:
+    """Make a ZeroMQ CURVE key pair for the daemon (or a client) -- needed to bind beyond loopback."""
+    from rtdecode.curve import create_keypair
+
+    if not name or "/" in name or name.startswith("."):
+        raise typer.BadParameter(f"--name {name!r}: expected a plain file name, e.g. server or rig-pc")
+    if (out / f"{name}.key_secret").exists():
+        raise RtdecodeError(f"{out / (name + '.key_secret')} exists; choose another --name or folder")
+    public, secret = create_keypair(out, name)
+    console.print(f"public: {public}\nsecret: {secret} (mode 600; keep it on this machine)")
+    console.print(
+        "daemon: outputs.curve_server_key = the server's .key_secret, outputs.curve_authorized_clients = a "
+        "folder holding each client's .key; client: outputs.curve_client_key = its own .key_secret"
+    )
 
 
 @app.command()
@@ -243,7 +278,7 @@ def watch(
     cfg = load_rig_config(rig)
     host = "127.0.0.1" if cfg.outputs.bind_host in ("0.0.0.0", "::") else cfg.outputs.bind_host
     n = 0
-    with DecisionClient(f"tcp://{host}:{cfg.outputs.decision_port}") as client:
+    with DecisionClient(f"tcp://{host}:{cfg.outputs.decision_port}", curve=_client_curve(cfg)) as client:
         try:
             for d in client.decisions(timeout_s=0.5, stop=lambda: False):
                 n += 1

@@ -16,14 +16,19 @@ import json
 
 import zmq
 
+from rtdecode.curve import make_client
+
 TOPIC = b"decision"
 
 
 class DecisionClient:
-    def __init__(self, address: str, context: zmq.Context | None = None) -> None:
+    def __init__(self, address: str, context: zmq.Context | None = None, curve=None) -> None:
+        """``curve``: ``(client CurveKeys, server public key)`` when the daemon uses CURVE."""
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            make_client(self.sock, *curve)
         self.sock.setsockopt(zmq.SUBSCRIBE, TOPIC)
         self.sock.connect(address)
         self.last_seq: int | None = None
@@ -67,11 +72,14 @@ class DecisionClient:
         self.close()
 
 
-def control_request(address: str, command: str, timeout_s: float = 3.0) -> dict:
-    """Ask the daemon's control socket (``status`` or ``stop``); raises TimeoutError if it does not answer."""
+def control_request(address: str, command: str, timeout_s: float = 3.0, curve=None) -> dict:
+    """Ask the daemon's control socket (``status`` or ``stop``); raises TimeoutError if it does not answer.
+    ``curve``: ``(client CurveKeys, server public key)`` when the daemon uses CURVE."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        make_client(sock, *curve)
     sock.connect(address)
     try:
         sock.send_json({"cmd": command})

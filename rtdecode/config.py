@@ -153,6 +153,15 @@ class OutputsConfig(_Strict):
         description="0-based TTL line per class for the live rig plugin",
     )
     network_events: NetworkEventsConfig | None = None
+    curve_server_key: Path | None = Field(
+        None, description="the daemon's CURVE secret certificate (NAME.key_secret, from `rtdecode keys`)"
+    )
+    curve_authorized_clients: Path | None = Field(
+        None, description="folder of the public certificates (*.key) of clients allowed to connect"
+    )
+    curve_client_key: Path | None = Field(
+        None, description="this machine's client secret certificate, for `rtdecode status/stop/watch`"
+    )
 
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> OutputsConfig:
@@ -161,7 +170,19 @@ class OutputsConfig(_Strict):
                 f"bind_host = {self.bind_host!r} is not a loopback address; set allow_remote = true "
                 "to expose the daemon's sockets beyond this machine"
             )
+        if (self.curve_server_key is None) != (self.curve_authorized_clients is None):
+            raise ValueError("CURVE needs both curve_server_key and curve_authorized_clients, or neither")
+        if not is_loopback(self.bind_host) and self.curve_server_key is None:
+            raise ValueError(
+                f"bind_host = {self.bind_host!r} exposes the daemon beyond this machine, and nothing would "
+                "authenticate its peers: set curve_server_key and curve_authorized_clients (ZeroMQ CURVE; "
+                "make certificates with `rtdecode keys`)"
+            )
         return self
+
+    @property
+    def curve(self) -> bool:
+        return self.curve_server_key is not None
 
 
 class RigConfig(_Strict):

@@ -34,6 +34,7 @@ import zmq
 
 from rtdecode.config import RigConfig
 from rtdecode.control import MAX_REQUEST_BYTES, parse_request
+from rtdecode.curve import load_keys, make_server, start_authenticator
 from rtdecode.parameters import default
 from rtdecode.pipeline import LATENCY_STAGES, Decision, OnlinePipeline
 from rtdecode.publish import DecisionPublisher
@@ -80,8 +81,14 @@ class Daemon:
             log_path = Path(o.decision_log_dir) / f"decisions-{stamp}.jsonl"
         self.log_path = Path(log_path)
         self.run_id = uuid.uuid4().hex[:16]
+        self.curve_keys = load_keys(o.curve_server_key) if o.curve else None
+        self.authenticator = start_authenticator(self.ctx, o.curve_authorized_clients) if o.curve else None
         self.publisher = DecisionPublisher(
-            f"tcp://{o.bind_host}:{o.decision_port}", self.log_path, self.ctx, run_id=self.run_id
+            f"tcp://{o.bind_host}:{o.decision_port}",
+            self.log_path,
+            self.ctx,
+            run_id=self.run_id,
+            curve_server=self.curve_keys,
         )
         self.network_events = None
         if o.network_events is not None:
@@ -195,6 +202,8 @@ class Daemon:
         self.publisher.close()
         if self.network_events is not None:
             self.network_events.close()
+        if self.authenticator is not None:
+            self.authenticator.stop()
         self.ctx.term()
 
     # -- receiver --------------------------------------------------------------------------------
@@ -376,6 +385,8 @@ class Daemon:
         rep = self.ctx.socket(zmq.REP)
         rep.setsockopt(zmq.LINGER, 0)
         rep.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        if self.curve_keys is not None:
+            make_server(rep, self.curve_keys)
         try:
             rep.bind(f"tcp://{o.bind_host}:{o.control_port}")
         except zmq.ZMQError as err:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import zmq
 
+from rtdecode.curve import CurveKeys, make_server
 from rtdecode.decision_log import DecisionLog
 from rtdecode.errors import RtdecodeError
 
@@ -22,10 +23,17 @@ TOPIC = b"decision"
 
 class DecisionPublisher:
     def __init__(
-        self, address: str, log_path: Path | None, context: zmq.Context | None = None, run_id: str = ""
+        self,
+        address: str,
+        log_path: Path | None,
+        context: zmq.Context | None = None,
+        run_id: str = "",
+        curve_server: CurveKeys | None = None,
     ) -> None:
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.PUB)
+        if curve_server is not None:
+            make_server(self.sock, curve_server)
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.setsockopt(zmq.SNDHWM, 10000)
         try:

@@ -353,3 +353,47 @@ def test_a_masked_stream_with_gaps_in_channel_num_is_assembled(bundle, tmp_path)
     assert [x["status"] for x in lines if "seq" in x] == ["ok", "ok"]
     with pytest.raises(ConfigError, match="channel_numbers must list channel_count = 16"):
         rig(16, tmp_path, channel_numbers=mask[:-1])
+
+
+def test_remote_binding_without_curve_keys_is_refused_with_the_reason():
+    import copy
+
+    data = copy.deepcopy(VALID)
+    data["outputs"] |= {"bind_host": "0.0.0.0", "allow_remote": True}
+    with pytest.raises(ConfigError, match="nothing would authenticate its peers: set curve_server_key"):
+        parse_rig_config(data, "rig.toml")
+
+
+def test_curve_lets_authorized_clients_in_and_keeps_others_out(bundle, tmp_path):
+    from rtdecode.curve import create_keypair, load_keys
+
+    _, server_secret = create_keypair(tmp_path / "server", "server")
+    allowed = tmp_path / "authorized"
+    good_public, good_secret = create_keypair(tmp_path / "good", "rig-pc")
+    allowed.mkdir()
+    (allowed / good_public.name).write_bytes(good_public.read_bytes())
+    _, bad_secret = create_keypair(tmp_path / "bad", "stranger")
+    cfg = rig(16, tmp_path)
+    cfg = cfg.model_copy(
+        update={
+            "outputs": cfg.outputs.model_copy(
+                update={"curve_server_key": server_secret, "curve_authorized_clients": allowed}
+            )
+        }
+    )
+    d = Daemon(cfg, bundle, tmp_path / "d.jsonl", log=lambda *_: None)
+    d.start()
+    address = f"tcp://127.0.0.1:{cfg.outputs.control_port}"
+    server_public = load_keys(server_secret).public
+    try:
+        assert control_request(address, "status", curve=(load_keys(good_secret), server_public))["state"] == "ready"
+        with pytest.raises(TimeoutError):  # a key the daemon does not know
+            control_request(address, "status", timeout_s=1.5, curve=(load_keys(bad_secret), server_public))
+        with pytest.raises(TimeoutError):  # no CURVE at all
+            control_request(address, "status", timeout_s=1.5)
+    finally:
+        d.stop()
+        d.wait()
+    proc = _cli("keys", "--out", str(tmp_path / "cli"), "--name", "daemon")
+    assert proc.returncode == 0 and (tmp_path / "cli" / "daemon.key_secret").is_file()
+    assert (tmp_path / "cli" / "daemon.key_secret").stat().st_mode & 0o077 == 0
