@@ -14,6 +14,7 @@ place a sorter is assembled from templates (the sorting benchmark uses it withou
 from __future__ import annotations
 
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from rtdecode.sorting.matcher import TemplateMatcher
 from rtdecode.sorting.online import OnlineSorter
 from rtdecode.sorting.preprocess import StreamingPreprocessor
 from rtdecode.sorting.spikeinterface_engine import SpikeInterfaceMatcher
-from rtdecode.trial_decoder import TrialDecoder
+from rtdecode.trial_decoder import TrialDecoder, Verdict
 from rtdecode.trials import ClosedTrial, TrialTracker
 
 #: Stages of a decision's latency: (from, to) timestamps of its ``latency_ns``.
@@ -190,6 +191,7 @@ class OnlinePipeline:
         self.window_ms = list(cfg.trials.response_window_ms)
         self.stream_start: int | None = None  # first sample of the current acquisition
         self.samples_processed = 0
+        self.decode_errors = 0
 
     @classmethod
     def open(cls, bundle_path: str | Path, cfg: RigConfig, backend: Backend | None = None, log=print) -> OnlinePipeline:
@@ -261,11 +263,16 @@ class OnlinePipeline:
         return len(self.tracker.pending)
 
     def counters(self) -> dict:
-        return {**self.tracker.counters, "spikes": self.sorter.counters["spikes"]}
+        return {**self.tracker.counters, "spikes": self.sorter.counters["spikes"], "decode_errors": self.decode_errors}
 
     def _decide(self, trial: ClosedTrial, arrival_ns: int, sorted_ns: int) -> Decision:
         t_closed = time.monotonic_ns()
-        v = self.decoder.decide(trial)
+        try:
+            v = self.decoder.decide(trial)
+        except Exception as err:  # a backend or a bug of ours failed: the onset still gets its decision
+            self.decode_errors += 1
+            self.log(f"error: decoding the trial at {trial.onset_sample} failed:\n" + traceback.format_exc())
+            v = Verdict(f"degraded: internal error ({type(err).__name__}: {err})"[:300], None, None, None, None)
         r0, r1 = self.decoder.response
         return Decision(
             onset_sample=trial.onset_sample,

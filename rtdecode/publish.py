@@ -30,6 +30,8 @@ class DecisionPublisher:
         run_id: str = "",
         curve_server: CurveKeys | None = None,
     ) -> None:
+        self.log_path = Path(log_path) if log_path else None
+        self._log = DecisionLog(self.log_path) if self.log_path else None  # a bad path fails before binding
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.PUB)
         if curve_server is not None:
@@ -40,6 +42,8 @@ class DecisionPublisher:
             self.sock.bind(address)
         except zmq.ZMQError as err:
             self.sock.close()
+            if self._log:
+                self._log.close()
             raise RtdecodeError(
                 f"cannot bind the decision socket {address}: {err} (another daemon running? "
                 "choose another outputs.decision_port in the rig config)"
@@ -47,12 +51,6 @@ class DecisionPublisher:
         self.address = address
         self.run_id = run_id
         self.seq = 0
-        self.log_path = Path(log_path) if log_path else None
-        try:
-            self._log = DecisionLog(self.log_path) if self.log_path else None
-        except RtdecodeError:
-            self.sock.close()
-            raise
 
     def publish(self, decision: dict) -> dict:
         self.seq += 1

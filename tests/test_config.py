@@ -92,9 +92,13 @@ def test_missing_section_is_named():
         parse_rig_config(data)
 
 
-def test_remote_bind_allowed_when_explicit():
-    cfg = parse_rig_config(_with("outputs", {**VALID["outputs"], "bind_host": "0.0.0.0", "allow_remote": True}))
-    assert cfg.outputs.bind_host == "0.0.0.0"
+def test_remote_bind_allowed_when_explicit_and_authenticated():
+    keys = {"curve_server_key": "keys/server.key_secret", "curve_authorized_clients": "keys/clients"}
+    out = {**VALID["outputs"], "bind_host": "0.0.0.0", "allow_remote": True}
+    cfg = parse_rig_config(_with("outputs", {**out, **keys}))
+    assert cfg.outputs.bind_host == "0.0.0.0" and cfg.outputs.curve
+    with pytest.raises(ConfigError, match="nothing would authenticate its peers"):
+        parse_rig_config(_with("outputs", out))
 
 
 def test_network_events_port_collision():

@@ -324,11 +324,11 @@ def _toml(data: dict) -> str:
             return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
         return repr(v)
 
-    lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    lines = [f"{k} = {value(v)}" for k, v in data.items() if v is not None and not isinstance(v, dict)]
     for k, v in data.items():
         if isinstance(v, dict):
             lines.append(f"[{k}]")
-            lines += [f"{kk} = {value(vv)}" for kk, vv in v.items()]
+            lines += [f"{kk} = {value(vv)}" for kk, vv in v.items() if vv is not None]
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,6 @@ import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -200,12 +199,8 @@ def test_replay_refuses_bad_arguments_in_words(short_recording, args, expect):
 
 
 def test_serve_edges_answer_in_words(bundle, tmp_path):
-    import tomllib
 
-    from rtdecode import rig_configs
-
-    base = tomllib.loads((Path(rig_configs.__file__).parent / "replay_local.toml").read_text())
-    base["stream"]["channel_count"] = 16
+    base = rig(16, tmp_path).model_dump(mode="json")  # free ports: nothing else may hold them
     from .test_online import _toml
 
     cases = []
@@ -397,3 +392,29 @@ def test_curve_lets_authorized_clients_in_and_keeps_others_out(bundle, tmp_path)
     proc = _cli("keys", "--out", str(tmp_path / "cli"), "--name", "daemon")
     assert proc.returncode == 0 and (tmp_path / "cli" / "daemon.key_secret").is_file()
     assert (tmp_path / "cli" / "daemon.key_secret").stat().st_mode & 0o077 == 0
+
+
+def test_a_failing_backend_still_gives_every_onset_its_decision(bundle, short_recording, tmp_path):
+    """If inference raises (a GPU lost, a bug), the trial is published degraded, not dropped."""
+    from rtdecode.bundle import Bundle
+    from rtdecode.decode import decode_recording
+    from rtdecode.pipeline import OnlinePipeline
+    from rtdecode.stream.recording import RecordingSource
+
+    class Broken:
+        name = "broken"
+        input_shape = (1, 3, 32, 32)
+        device = "nowhere"
+
+        def infer(self, x):
+            raise RuntimeError("device lost")
+
+        def warmup(self, n=5):
+            pass
+
+    messages = []
+    p = OnlinePipeline(Bundle.load(bundle), rig(16, tmp_path), backend=Broken(), log=messages.append)
+    decisions = list(decode_recording(p, RecordingSource(short_recording)))
+    assert len(decisions) == len(ONSETS) and p.counters()["decode_errors"] == len(ONSETS)
+    assert {d.status for d in decisions} == {"degraded: internal error (RuntimeError: device lost)"}
+    assert len(messages) == len(ONSETS) and "Traceback" in messages[0]
