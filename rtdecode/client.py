@@ -27,6 +27,7 @@ class DecisionClient:
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)  # a decision is ~1 kB
         if curve is not None:
             make_client(self.sock, *curve)
         self.sock.setsockopt(zmq.SUBSCRIBE, TOPIC)

@@ -47,7 +47,8 @@ from rtdecode.worker_items import AnomaliesItem, BlockItem, LostItem, TtlItem, W
 STAGES = tuple(LATENCY_STAGES)
 #: Anomalies that lose no data of the stream: a repeated message, or a message that was not ours
 #: (another stream, rate or channel range) -- counted and dropped, trials stay whole.
-NOT_LOSSES = ("duplicate", "wrong_stream", "wrong_sample_rate", "wrong_channel_count")
+MAX_DATA_MESSAGE_BYTES = 64 << 20
+NOT_LOSSES = ("duplicate", "wrong_stream", "wrong_sample_rate", "wrong_channel_count", "oversized")
 #: The GUI's default block period (reference/openephys.md): the latency budget of one decision.
 GUI_BLOCK_MS = default("gui.block_ms")
 
@@ -213,6 +214,10 @@ class Daemon:
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.setsockopt(zmq.RCVHWM, 0)
         sub.setsockopt(zmq.LINGER, 0)
+        # A hard cap against absurd allocations (libzmq disconnects a peer that exceeds it, losing what
+        # arrives until it reconnects), far above any real message; a merely oversized message
+        # (more samples than a block can hold) is received, refused by the assembler and freed.
+        sub.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE_BYTES)
         sub.connect(f"tcp://{s.host}:{s.data_port}")
         try:
             while not self._stop.is_set():
@@ -359,6 +364,7 @@ class Daemon:
             if sock is None:
                 sock = self.ctx.socket(zmq.REQ)
                 sock.setsockopt(zmq.LINGER, 0)
+                sock.setsockopt(zmq.MAXMSGSIZE, 4096)  # the plugin answers "heartbeat received"
                 sock.connect(f"tcp://{s.host}:{s.heartbeat_port}")
             sock.send(msg)
             deadline = time.monotonic() + s.heartbeat_timeout_s

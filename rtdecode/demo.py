@@ -187,7 +187,11 @@ def run_online(bundle: Path, target: Path, out: Path, console: Console, speed: f
     table.add_column("measure")
     table.add_column("value", justify="right")
     for row in (
-        ("stimulus onsets / decisions", f"{c['onsets']} / {len(res.decisions)}"),
+        (
+            "stimulus onsets / decisions",
+            f"{c['onsets']} / {len(res.decisions)}"
+            + (" (every onset decided)" if c["onsets"] == len(res.decisions) else " -- NOT every onset decided"),
+        ),
         ("decoded / degraded", f"{len(res.decisions) - c['degraded']} / {c['degraded']}"),
         ("accuracy vs simulator labels", f"{correct / max(len(ok), 1):.1%} ({correct}/{len(ok)})"),
         ("latency block -> decision p50 / p99", p("total", 1)),
@@ -197,4 +201,7 @@ def run_online(bundle: Path, target: Path, out: Path, console: Console, speed: f
     ):
         table.add_row(*row)
     console.print(table)
+    if c["onsets"] != len(res.decisions):
+        console.print(f"[red]error[/red]: {c['onsets']} onsets but {len(res.decisions)} decisions")
+        raise SystemExit(1)
     return {"log": res.log_path, "decisions": res.decisions, "status": res.status}

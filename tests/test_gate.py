@@ -108,3 +108,14 @@ def test_any_sequence_of_messages_never_raises(edits):
     blocks, _, a, _ = _run(msgs)
     assert all(b >= 0 for b in blocks)
     assert a.counters["blocks"] == len(blocks)
+
+
+def test_an_oversized_message_is_refused_without_growing_the_buffer():
+    a = BlockAssembler(4, "S", 30000.0, max_block=4096)
+    before = a._buf.shape
+    huge = parse_frames(data_frames(1, "S", 0, np.zeros(1 << 20, np.float32), 1000, 30000.0))
+    block, anomalies = a.on_data(huge, 0)
+    assert block is None and [x.kind for x in anomalies] == ["oversized"] and a.counters["oversized"] == 1
+    assert a._buf.shape == before
+    blocks, kinds, _, _ = _run(_msgs(2))
+    assert blocks == [1000, 1010] and kinds == []

@@ -418,3 +418,90 @@ def test_a_failing_backend_still_gives_every_onset_its_decision(bundle, short_re
     assert len(decisions) == len(ONSETS) and p.counters()["decode_errors"] == len(ONSETS)
     assert {d.status for d in decisions} == {"degraded: internal error (RuntimeError: device lost)"}
     assert len(messages) == len(ONSETS) and "Traceback" in messages[0]
+
+
+def test_a_publisher_that_goes_and_comes_back_and_a_stopped_decision_subscriber(bundle, short_recording, tmp_path):
+    """The GUI stops and starts again (a second replay on the same port: message_num and sample_num
+    restart), while a decision subscriber that never reads sits on the PUB socket: the daemon keeps
+    going, sees one restart, and decides every onset of both runs."""
+    import threading
+
+    from rtdecode.replay.replayer import Replayer
+
+    cfg = rig(16, tmp_path)
+    d = Daemon(cfg, bundle, tmp_path / "d.jsonl", log=lambda *_: None)
+    d.start()
+    ctx = zmq.Context.instance()
+    stuck = ctx.socket(zmq.SUB)  # subscribes, never reads
+    stuck.setsockopt(zmq.RCVHWM, 1)
+    stuck.setsockopt(zmq.SUBSCRIBE, b"")
+    stuck.connect(f"tcp://127.0.0.1:{cfg.outputs.decision_port}")
+    try:
+        for _ in range(2):
+            rep = Replayer(short_recording, cfg.stream.data_port, speed=3.0, wait_for_heartbeat_s=10)
+            th = threading.Thread(target=rep.run)
+            th.start()
+            th.join()
+            time.sleep(1.0)  # the publisher is gone for a while
+        deadline = time.monotonic() + 10
+        while d.counters["decisions"] < 2 * len(ONSETS) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st_ = d.status()
+    finally:
+        d.stop()
+        d.wait()
+        stuck.close()
+    c = st_["counters"]
+    assert st_["state"] == "running" and c["restarts"] == 1 and c["internal_errors"] == 0
+    assert c["onsets"] == c["decisions"] == 2 * len(ONSETS) and c["degraded"] == 0
+
+
+def test_kill_9_leaves_a_valid_log_and_a_restart_appends_under_a_new_run(bundle, short_recording, tmp_path):
+    import os
+    import signal
+
+    from rtdecode.replay.replayer import Replayer
+
+    cfg = rig(16, tmp_path)
+    from .test_online import _toml
+
+    path = tmp_path / "rig.toml"
+    path.write_text(_toml(cfg.model_dump(mode="json")))
+    log = tmp_path / "decisions.jsonl"
+    for attempt in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rtdecode", "serve", "--rig", str(path), "--bundle", str(bundle), "--log", str(log)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        rep = Replayer(short_recording, cfg.stream.data_port, speed=2.0, wait_for_heartbeat_s=30)
+        rep.run()
+        if attempt == 0:
+            deadline = time.monotonic() + 20
+            while log.read_text().count('"seq"') < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            os.kill(proc.pid, signal.SIGKILL)  # mid-run, no chance to write a stop record
+            proc.wait()
+        else:
+            time.sleep(1.5)
+            assert control_request(f"tcp://127.0.0.1:{cfg.outputs.control_port}", "stop")["state"] == "draining"
+            assert proc.wait(30) == 0, proc.stderr.read()[-2000:]
+    records = [json.loads(x) for x in log.read_text().splitlines()]  # every line is valid JSON
+    starts = [r for r in records if r.get("event") == "start"]
+    assert len(starts) == 2 and starts[0]["run_id"] != starts[1]["run_id"]
+    assert [r["event"] for r in records if "event" in r].count("stop") == 1  # only the clean run ended
+    second = [r for r in records if r.get("run_id") == starts[1]["run_id"] and "seq" in r]
+    assert [r["seq"] for r in second] == list(range(1, len(ONSETS) + 1))
+
+
+def test_a_huge_message_is_bounded_before_allocation(bundle, short_recording, tmp_path):
+    """1 M samples in one message: refused by the assembler (``oversized``) without growing its buffer;
+    nothing else is lost."""
+    res, log = _serve(bundle, short_recording, tmp_path, [Fault.parse("stray=3000:huge")])
+    st_, c = res.status, res.status["counters"]
+    print({k: c[k] for k in ("blocks", "lost_messages", "oversized", "degraded", "restarts")})
+    assert st_["state"] == "stopped" and st_["failure"] is None
+    _assert_every_onset_decided_once(res, log)
+    assert c["oversized"] == 1 and c["internal_errors"] == 0
+    assert [d["status"] for d in res.decisions] == ["ok"] * len(ONSETS)

@@ -20,7 +20,8 @@ in half), ``corrupt=K`` (header not JSON), ``restart=K`` (acquisition restarts b
 ``stray=K:WHAT`` -- one extra DATA message, not the plugin's, sent before message K, a copy of K's
 header with one thing wrong: ``channel`` (channel_num = the channel count), ``rate`` (25 kHz),
 ``stream`` (another stream's name), ``sample`` (an absurd sample_num, with K's own message_num,
-as an injected message would carry) or ``stranger`` (another publisher's message_num 1).
+as an injected message would carry), ``stranger`` (another publisher's message_num 1) or ``huge``
+(1 M samples in one message).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from rtdecode.stream.recording import RecordingSource, block_sizes
 PLUGIN_SEND_HWM = 1000
 CLOSE_LINGER_MS = 30_000
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall", "stray")
-STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger")
+STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger", "huge")
 
 
 @dataclass
@@ -271,6 +272,10 @@ class Replayer:
             content["sample_num"] = int(content["sample_num"]) + 10**12
         elif what == "stranger":
             header["message_num"] = 1
+        elif what == "huge":  # 1 M samples in one message
+            content["num_samples"] = 1 << 20
+            header["data_size"] = 4 << 20
+            return [frames[0], json.dumps(header).encode(), np.zeros(1 << 20, "<f4").tobytes()]
         if header.get("type") != "data":  # strays are data messages: reuse a data header shape
             content.update(channel_num=0, num_samples=1, sample_rate=self.source.sample_rate)
             header["data_size"] = 4
