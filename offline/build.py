@@ -27,7 +27,7 @@ from rtdecode.offline.dataset import (
 )
 from rtdecode.offline.evaluate import _full_crossfit, calibration_split, versions
 from rtdecode.offline.experiments import split_images
-from rtdecode.offline.export import check_parity, export_onnx
+from rtdecode.offline.export import check_parity, export_onnx, quantize_int8
 from rtdecode.offline.sort import SortResult, sort_recording
 
 from rtdecode.bundle import CLASS_NAMES, npy_bytes, npz_bytes, write_bundle
@@ -121,6 +121,13 @@ def build_bundle(
     onnx_path = export_onnx(model, work_dir / "model.onnx", cfg.image_size)
     parity = check_parity(model, onnx_path, x_test[: min(32, len(x_test))])
     log(f"ONNX parity: max |torch - onnxruntime| = {parity.max_abs_diff:.1e} on {parity.n_inputs} held-out inputs")
+    rng = np.random.default_rng(cfg.seed)
+    calib = x_train[np.sort(rng.choice(len(x_train), min(64, len(x_train)), replace=False))]
+    int8 = quantize_int8(onnx_path, work_dir / "model.int8.onnx", calib, x_test)
+    log(
+        f"INT8 model: decisions agree with fp32 on {int8.agreement:.1%} of {int8.n_heldout} held-out inputs"
+        + ("" if int8.path else f" -- not included: {int8.reason}")
+    )
 
     import torch
 
@@ -138,6 +145,7 @@ def build_bundle(
         "heldout_accuracy": acc,
         "heldout_p_natural": p.tolist(),
         "onnx_parity": parity.as_dict(),
+        "int8": int8.as_manifest(),
         "sorting": {
             "method": sorted_units.method,
             "n_units": int(len(sorted_units.unit_ids)),
@@ -173,6 +181,7 @@ def build_bundle(
         "unit_ids": sorted_units.unit_ids.tolist(),
         "classifier": clf.description,
         "architecture": clf.architecture,
+        "int8": int8.as_manifest(),
         "heldout_accuracy": acc,
         "calibration": {"fraction": cfg.calibration_fraction, "seed": cfg.seed, "n_trials": int(len(cal))},
         "versions": versions(),
@@ -197,6 +206,8 @@ def build_bundle(
         "model.pt": pt.read_bytes(),
         "report.json": json.dumps(report, indent=1).encode(),
     }
+    if int8.path is not None:
+        files["model.int8.onnx"] = int8.path.read_bytes()
     write_bundle(out, manifest, files, overwrite=overwrite)
     log(f"bundle written: {out}")
     return report

@@ -317,6 +317,11 @@ def bench_offline(
             f"{inf['onnxruntime_ms_p50']:.1f} / {inf['onnxruntime_ms_p99']:.1f} ms",
         ),
         (
+            "ONNX Runtime INT8 (QDQ) p50 / p99",
+            f"{inf['onnxruntime_int8_ms_p50']:.1f} / {inf['onnxruntime_int8_ms_p99']:.1f} ms "
+            f"({inf['speedup_int8_vs_fp32_p50']:.2f}x fp32)",
+        ),
+        (
             "torch eager p50 / p99 (inference_mode, channels_last)",
             f"{inf['torch_eager_ms_p50']:.1f} / {inf['torch_eager_ms_p99']:.1f} ms",
         ),
@@ -346,6 +351,9 @@ def bench_online(
     whole_path_duration: Annotated[float, typer.Option(help="seconds of stream replayed through the daemon")] = 30.0,
     image_size: Annotated[int, typer.Option(help="timing bundle's model input size (the rig's: 224)")] = 224,
     speed: Annotated[str, typer.Option(help="replay speed of the whole-path run: 1 (real time), N, or max")] = "1",
+    precision: Annotated[
+        str, typer.Option(help="model precision of the whole-path run: fp32, or int8 (the bundle's INT8 model)")
+    ] = "fp32",
     seed: Annotated[int, typer.Option(help="seed of the synthetic streams")] = 0,
 ) -> None:
     """Online sorting vs SpikeInterface engines at 64/384/1536 channels, and the whole daemon path."""
@@ -359,6 +367,8 @@ def bench_online(
         raise typer.BadParameter(
             f"--channels {channels!r} / --speed {speed!r}: expected integers / a number or max"
         ) from None
+    if precision not in ("fp32", "int8"):
+        raise typer.BadParameter(f"--precision {precision!r}: expected fp32 or int8")
     unknown = [e for e in names if e not in ENGINES]
     if unknown or (chans and min(chans) < 8) or not (chans or whole_path_channels):
         raise typer.BadParameter(
@@ -376,6 +386,7 @@ def bench_online(
         rate,
         seed,
         log=lambda m: err_console.print(m, highlight=False),
+        precision=precision,
     )
     table = Table(title=f"online sorting, {duration:g} s per stream ({r['machine']['cpus']} CPUs)")
     for col in ("channels", "units", "engine", "x real time", "preproc s", "match s", "acc", "acc SNR>=5"):
@@ -398,7 +409,7 @@ def bench_online(
     if w:
         table = Table(
             title=f"whole path: {w['channels']} ch, {w['units']} units, {w['duration_s']:g} s, "
-            f"{w['image_size']} px, replay speed {w['speed'] or 'max'}"
+            f"{w['image_size']} px {w['precision']}, replay speed {w['speed'] or 'max'}"
             f"{' (preloaded)' if w['replayer_preloaded'] else ''}, {w['backend']}"
         )
         for col in ("stage", "p50 ms", "p99 ms"):

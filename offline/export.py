@@ -91,3 +91,77 @@ def check_parity(
             f"{ref[k]:.6f}, onnxruntime {got[k]:.6f}; allowed {atol:.0e} + {rtol:.0e} x |logit|)"
         )
     return result
+
+
+INT8_MIN_AGREEMENT = 0.99
+
+
+@dataclass
+class Int8Result:
+    path: Path | None  # None when refused
+    agreement: float  # decisions equal to fp32's on held-out inputs
+    n_heldout: int
+    n_calibration: int
+    max_abs_logit_diff: float
+    reason: str | None  # why it was refused
+
+    def as_manifest(self) -> dict:
+        return {
+            "included": self.path is not None,
+            "agreement": self.agreement,
+            "n_heldout": self.n_heldout,
+            "n_calibration": self.n_calibration,
+            "max_abs_logit_diff": self.max_abs_logit_diff,
+            "reason": self.reason,
+        }
+
+
+def quantize_int8(
+    onnx_path: Path,
+    out_path: Path,
+    calibration: np.ndarray,
+    heldout: np.ndarray,
+    min_agreement: float = INT8_MIN_AGREEMENT,
+) -> Int8Result:
+    """ONNX Runtime static QDQ quantization (per-channel int8 weights, uint8 activations) calibrated on
+    ``calibration`` inputs (the bundle's own training neural images); refused (``path`` None) when its
+    decisions agree with fp32's on fewer than ``min_agreement`` of the ``heldout`` inputs."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from rtdecode.inference.onnxruntime_backend import OnnxRuntimeBackend
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, xs: np.ndarray) -> None:
+            self._it = iter([{INPUT_NAME: np.ascontiguousarray(x[None], dtype=np.float32)} for x in xs])
+
+        def get_next(self):
+            return next(self._it, None)
+
+    out_path = Path(out_path)
+    pre = out_path.with_name(out_path.stem + ".pre.onnx")
+    quant_pre_process(str(onnx_path), str(pre))
+    quantize_static(
+        str(pre),
+        str(out_path),
+        Reader(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8,
+    )
+    pre.unlink()
+    fp32, int8 = OnnxRuntimeBackend(onnx_path), OnnxRuntimeBackend(out_path)
+    a = np.concatenate([fp32.infer(np.ascontiguousarray(x[None], dtype=np.float32)) for x in heldout])
+    b = np.concatenate([int8.infer(np.ascontiguousarray(x[None], dtype=np.float32)) for x in heldout])
+    agreement = float((a.argmax(1) == b.argmax(1)).mean())
+    reason = None
+    if agreement < min_agreement:
+        reason = (
+            f"INT8 decisions agree with fp32 on {agreement:.1%} of {len(heldout)} held-out inputs, "
+            f"below {min_agreement:.0%}"
+        )
+        out_path.unlink()
+    return Int8Result(
+        None if reason else out_path, agreement, len(heldout), len(calibration), float(np.abs(a - b).max()), reason
+    )

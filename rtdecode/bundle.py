@@ -10,6 +10,7 @@ A bundle is a directory, read-only once written::
     preferred_stimuli.npy    (units, H, W) float32
     model.onnx               static (1, 3, H, W) -> (1, 2) logits
     model.pt                 the same network's torch state dict (reference backend)
+    model.int8.onnx          (optional) the INT8 QDQ model, when it agrees with fp32 on >= 99 % of held-out inputs
     report.json              how it was built and how well it did on held-out trials
 
 It is written into a temporary sibling directory and renamed into place, so a reader never sees a

@@ -127,7 +127,7 @@ class ModelConfig(_Strict):
 
     backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = field("model.backend")
     intra_op_threads: int = field("model.intra_op_threads", strict=True, ge=1, le=64)
-    precision: Literal["fp32", "fp16"] = field("model.precision")
+    precision: Literal["fp32", "fp16", "int8"] = field("model.precision")
     engine_cache_dir: Path | None = Field(None, description="TensorRT engine cache; default next to the bundle")
 
 

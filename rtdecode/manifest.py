@@ -50,6 +50,17 @@ class Architecture(_Part):
     grid: int = Field(6, ge=1)
 
 
+class Int8(_Part):
+    """The bundle's INT8 model (``model.int8.onnx``), or why it was left out."""
+
+    included: bool
+    agreement: float = Field(ge=0, le=1)
+    n_heldout: int
+    n_calibration: int
+    max_abs_logit_diff: float
+    reason: str | None = None
+
+
 class Calibration(_Part):
     fraction: float
     seed: int
@@ -78,6 +89,7 @@ class Manifest(_Part):
     unit_ids: list[int]
     classifier: str
     architecture: Architecture
+    int8: Int8 | None = None
     heldout_accuracy: float | None = None
     calibration: Calibration | None = None
     versions: dict[str, str | None] = Field(default_factory=dict)

@@ -35,7 +35,7 @@ _TABLE = (
     Parameter("build.min_baseline_std_hz", "float", 1.0, "Hz", "floor of the baseline std (zero-std guard)"),
     Parameter("model.backend", "str", "auto", "", "auto (TensorRT on a GPU, else ONNX Runtime), onnxruntime, ..."),
     Parameter("model.intra_op_threads", "int", 1, "", "ONNX Runtime / torch threads"),
-    Parameter("model.precision", "str", "fp32", "", "fp32 or fp16 (TensorRT)"),
+    Parameter("model.precision", "str", "fp32", "", "fp32; fp16 (TensorRT); int8 (the bundle's INT8 model)"),
     Parameter("build.image_size", "int", 224, "px", "neural image / network input side (the paper's 224)"),
     Parameter("stream.heartbeat_interval_s", "float", 2.0, "s", "heartbeat REQ period"),
     Parameter("stream.heartbeat_timeout_s", "float", 10.0, "s", "reconnect when no heartbeat reply"),

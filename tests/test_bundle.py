@@ -192,3 +192,24 @@ def test_engine_build_without_gpu_says_why(bundle):
     )
     assert proc.returncode == 2
     assert "cannot build a TensorRT engine here" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_int8_model_is_stored_with_its_agreement_or_refused_with_the_reason(bundle):
+    from rtdecode.inference.base import BackendUnavailable
+
+    m = verify_bundle(bundle)
+    assert m.int8 is not None and m.int8.n_heldout > 0 and m.int8.n_calibration > 0
+    rep = json.loads((bundle / "report.json").read_text())["int8"]
+    assert rep == m.int8.model_dump()
+    if not m.int8.included:  # the builder refused it: no file, and the reason on request
+        assert "model.int8.onnx" not in m.files and m.int8.agreement < 0.99
+        with pytest.raises(BackendUnavailable, match="has no INT8 model .*below 99%"):
+            make_backend("onnxruntime", bundle, precision="int8")
+        return
+    assert "model.int8.onnx" in m.files and m.int8.agreement >= 0.99
+    int8 = make_backend("onnxruntime", bundle, precision="int8")
+    fp32 = make_backend("onnxruntime", bundle)
+    x = np.random.default_rng(3).normal(0, 1, fp32.input_shape).astype(np.float32)
+    assert int8.infer(x).shape == fp32.infer(x).shape == (1, 2)
+    with pytest.raises(BackendUnavailable, match="precision int8 runs the bundle's INT8 model on ONNX Runtime"):
+        make_backend("torch", bundle, precision="int8")

@@ -54,3 +54,30 @@ def test_weights_file_is_verified(tmp_path):
         gnet.find_weights(bad)
     with pytest.raises(gnet.WeightsError, match="no such file"):
         gnet.find_weights(tmp_path / "missing.pth")
+
+
+def test_int8_quantization_keeps_the_decisions_or_is_refused(tmp_path):
+    """Static QDQ INT8 of a BatchNorm-calibrated network: stored when its decisions agree with fp32's
+    on >= 99 % of held-out inputs, refused (file removed, reason given) when they do not."""
+    import torch
+    from rtdecode.offline.export import export_onnx, quantize_int8
+    from rtdecode.offline.model import calibrate_batchnorm
+
+    from rtdecode.inference.network import decoder_net, tap_grid
+    from rtdecode.inference.onnxruntime_backend import OnnxRuntimeBackend
+
+    rng = np.random.default_rng(0)
+    m = decoder_net(2, tap="inception3b", grid=tap_grid(64, "inception3b"))
+    x = rng.normal(0, 1, (96, 3, 64, 64)).astype(np.float32)
+    calibrate_batchnorm(m, x[:32])
+    torch.nn.init.normal_(m.fc.weight, 0, 0.01)
+    onnx_path = export_onnx(m, tmp_path / "m.onnx", 64)
+    r = quantize_int8(onnx_path, tmp_path / "m.int8.onnx", x[:32], x[32:])
+    print(r)
+    assert r.path is not None and r.path.is_file() and r.reason is None
+    assert r.agreement >= 0.99 and (r.n_calibration, r.n_heldout) == (32, 64)
+    assert r.path.stat().st_size < 0.5 * onnx_path.stat().st_size  # int8 weights
+    assert OnnxRuntimeBackend(r.path).infer(x[:1]).shape == (1, 2)
+    refused = quantize_int8(onnx_path, tmp_path / "r.int8.onnx", x[:32], x[32:], min_agreement=1.01)
+    assert refused.path is None and not (tmp_path / "r.int8.onnx").exists()
+    assert "below 101%" in refused.reason

@@ -95,7 +95,7 @@ def bench_inference(
 
     import torch
     from rtdecode.offline import model as gnet
-    from rtdecode.offline.export import export_onnx
+    from rtdecode.offline.export import export_onnx, quantize_int8
 
     from rtdecode.inference.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -108,6 +108,9 @@ def bench_inference(
         path = export_onnx(m, Path(tmp) / "bench.onnx", size)
         ort = OnnxRuntimeBackend(path, intra_op_threads=1)
         xs = [rng.normal(0, 1, (1, 3, size, size)).astype(np.float32) for _ in range(8)]
+        calib = rng.normal(0, 1, (16, 3, size, size)).astype(np.float32)
+        q = quantize_int8(path, Path(tmp) / "bench.int8.onnx", calib, np.concatenate(xs), min_agreement=0.0)
+        ort8 = OnnxRuntimeBackend(q.path, intra_op_threads=1)
         mc = m.to(memory_format=torch.channels_last)
 
         def torch_call(x):
@@ -120,14 +123,18 @@ def bench_inference(
 
         for i in range(warmup):
             ort.infer(xs[i % 8])
+            ort8.infer(xs[i % 8])
             torch_call(xs[i % 8])
             torch_plain(xs[i % 8])
-        t_ort, t_torch, t_plain, diff = [], [], [], 0.0
+        t_ort, t_ort8, t_torch, t_plain, diff = [], [], [], [], 0.0
         for i in range(n_calls):  # interleaved, so both see the same machine load
             x = xs[i % 8]
             t = time.perf_counter()
             a = ort.infer(x)
             t_ort.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ort8.infer(x)
+            t_ort8.append(time.perf_counter() - t)
             t = time.perf_counter()
             b = torch_call(x)
             t_torch.append(time.perf_counter() - t)
@@ -142,6 +149,10 @@ def bench_inference(
         "calls": n_calls,
         "onnxruntime_ms_p50": ms(t_ort, 50),
         "onnxruntime_ms_p99": ms(t_ort, 99),
+        "onnxruntime_int8_ms_p50": ms(t_ort8, 50),
+        "onnxruntime_int8_ms_p99": ms(t_ort8, 99),
+        "speedup_int8_vs_fp32_p50": ms(t_ort, 50) / ms(t_ort8, 50),
+        "int8_agreement_on_random_inputs": q.agreement,
         "torch_eager_ms_p50": ms(t_torch, 50),
         "torch_eager_ms_p99": ms(t_torch, 99),
         "speedup_onnxruntime_vs_torch_p50": ms(t_torch, 50) / ms(t_ort, 50),

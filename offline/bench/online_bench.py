@@ -293,7 +293,7 @@ def write_timing_bundle(
 ) -> Path:
     """A complete bundle from the stream's own spikes; the classifier is fitted to arbitrary labels."""
     from rtdecode.offline.classifiers import GoogLeNetClassifier
-    from rtdecode.offline.export import check_parity, export_onnx
+    from rtdecode.offline.export import check_parity, export_onnx, quantize_int8
 
     from rtdecode.bundle import CLASS_NAMES, npy_bytes, npz_bytes, write_bundle
     from rtdecode.core.model_input import ImageNormalisation
@@ -318,6 +318,7 @@ def write_timing_bundle(
     work = Path(tempfile.mkdtemp(prefix="timing-bundle-"))
     onnx_path = export_onnx(model, work / "model.onnx", image_size)
     parity = check_parity(model, onnx_path, x[:8])
+    int8 = quantize_int8(onnx_path, work / "model.int8.onnx", x, norm.to_model_input(images))
     import torch
 
     torch.save(model.state_dict(), work / "model.pt")
@@ -344,6 +345,7 @@ def write_timing_bundle(
         "unit_ids": t.unit_ids.tolist(),
         "classifier": clf.description + " (fitted to arbitrary labels)",
         "architecture": clf.architecture,
+        "int8": int8.as_manifest(),
         "heldout_accuracy": None,
     }
     files = {
@@ -359,6 +361,7 @@ def write_timing_bundle(
         "preferred_stimuli.npy": npy_bytes(PS.reshape(-1, image_size, image_size)),
         "model.onnx": onnx_path.read_bytes(),
         "model.pt": (work / "model.pt").read_bytes(),
+        **({"model.int8.onnx": int8.path.read_bytes()} if int8.path else {}),
         "report.json": json.dumps({"purpose": "timing", "onnx_parity": parity.as_dict()}).encode(),
     }
     return write_bundle(out, manifest, files, overwrite=True)
@@ -374,6 +377,7 @@ def bench_whole_path(
     log=print,
     cfg=None,
     preload: bool | None = None,
+    precision: str = "fp32",
 ) -> dict:
     """Replay a synthetic stream (separate process) through the daemon; latency and capacity.
 
@@ -392,7 +396,12 @@ def bench_whole_path(
     onsets = np.arange(int(1.0 * FS), len(stream.traces) - int(0.5 * FS), int(0.25 * FS))
     if cfg is None:
         cfg = rig_configs.load("replay_local.toml")
-    cfg = cfg.model_copy(update={"stream": cfg.stream.model_copy(update={"channel_count": n_channels})})
+    cfg = cfg.model_copy(
+        update={
+            "stream": cfg.stream.model_copy(update={"channel_count": n_channels}),
+            "model": cfg.model.model_copy(update={"precision": precision, "backend": "onnxruntime"}),
+        }
+    )
     line = cfg.trials.ttl_line
     t = templates_on_preprocessing(stream, cfg.sorting.common_reference)
     rec = write_recording(stream, work_dir / "recording", onsets, line, first_sample)
@@ -425,6 +434,7 @@ def bench_whole_path(
         "units": int(len(t.unit_ids)),
         "duration_s": duration_s,
         "image_size": image_size,
+        "precision": precision,
         "speed": speed,
         "replayer_preloaded": preload,
         "onsets": int(len(onsets)),
@@ -462,6 +472,7 @@ def run_online_bench(
     speed: float | None,
     seed: int = 0,
     log=print,
+    precision: str = "fp32",
 ) -> dict:
     from rtdecode.offline.bench.offline_bench import machine
 
@@ -471,7 +482,7 @@ def run_online_bench(
     if whole_path_channels:
         with tempfile.TemporaryDirectory(prefix="rtdecode-bench-") as tmp:
             result["whole_path"] = bench_whole_path(
-                whole_path_channels, whole_path_duration_s, image_size, speed, Path(tmp), seed, log
+                whole_path_channels, whole_path_duration_s, image_size, speed, Path(tmp), seed, log, precision=precision
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=float))

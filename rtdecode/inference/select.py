@@ -34,9 +34,25 @@ def make_backend(
     engine_cache_dir: str | Path | None = None,
     log=print,
 ) -> Backend:
-    """Create the backend ``kind`` (auto, onnxruntime, tensorrt, torch) for a decoder bundle."""
+    """Create the backend ``kind`` (auto, onnxruntime, tensorrt, torch) for a decoder bundle.
+
+    ``precision = "int8"`` runs the bundle's INT8 model (``model.int8.onnx``) on ONNX Runtime; a
+    bundle without one is refused with the builder's reason."""
     onnx_path = Path(bundle_dir) / "model.onnx"
     cache = Path(engine_cache_dir) if engine_cache_dir else default_engine_cache(bundle_dir)
+    if precision == "int8":
+        if kind not in ("auto", "onnxruntime"):
+            raise BackendUnavailable(
+                f"precision int8 runs the bundle's INT8 model on ONNX Runtime; backend {kind!r} cannot "
+                "(use backend = 'onnxruntime' or 'auto', or precision fp32/fp16)"
+            )
+        info = read_manifest(bundle_dir).int8
+        if info is None or not info.included:
+            why = info.reason if info is not None else "it was built before INT8 models existed"
+            raise BackendUnavailable(f"{bundle_dir} has no INT8 model ({why}); use precision = 'fp32'")
+        from rtdecode.inference.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(Path(bundle_dir) / "model.int8.onnx", intra_op_threads)
     if kind == "auto":
         reason = tensorrt_available()
         if reason is None:
