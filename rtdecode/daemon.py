@@ -117,6 +117,7 @@ class Daemon:
         self._stop = threading.Event()
         self._receiver_done = threading.Event()
         self.threads: list[threading.Thread] = []
+        self._worker: threading.Thread | None = None  # set at start
         self.started_at = time.time()
         self.warmup_inference_ms: float | None = None
 
@@ -155,6 +156,8 @@ class Daemon:
             t = threading.Thread(target=target, name=f"rtdecode-{name}", daemon=True)
             t.start()
             self.threads.append(t)
+            if name == "worker":
+                self._worker = t
         self.log(
             f"rtdecode serving: {self.cfg.stream.host}:{self.cfg.stream.data_port} -> decisions on "
             f"{self.publisher.address}, log {self.log_path}, backend {self.backend.device}"
@@ -296,9 +299,8 @@ class Daemon:
                 self.queue.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if self.state == "failed" or not any(
-                    t.name == "rtdecode-worker" and t.is_alive() for t in self.threads
-                ):
+                worker_gone = self._worker is not None and not self._worker.is_alive()
+                if self.state == "failed" or worker_gone:
                     self.counters["overruns"] += 1
                     return
 

@@ -15,11 +15,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
-
 from rtdecode.decision_log import DecisionLog
 from rtdecode.pipeline import Decision, OnlinePipeline
-from rtdecode.stream.recording import RecordingSource, block_sizes
+from rtdecode.stream.recording import RecordingSource
 
 END_OF_RECORDING = "recording ended before the trial's window closed"
 
@@ -33,19 +31,13 @@ def decode_recording(
 ) -> Iterator[Decision]:
     """Every decision of ``source`` in stream order; ``on_block(n_samples)`` after each block."""
     pipeline.bundle.check_stream(source.n_channels, source.sample_rate, source="recording")
-    ttl_i, i0 = 0, 0
-    n_ttl = len(source.ttl_samples)
-    for size in block_sizes(source.n_samples, source.sample_rate, block_samples, seed):
-        i1 = i0 + int(size)
-        last = source.sample_numbers[i1 - 1]
-        while ttl_i < n_ttl and source.ttl_samples[ttl_i] <= last:
-            pipeline.on_ttl(int(source.ttl_lines[ttl_i]), int(source.ttl_states[ttl_i]), int(source.ttl_samples[ttl_i]))
-            ttl_i += 1
-        block = source.samples[i0:i1].astype(np.float32) * source.bit_volts[None, :]
+    for i0, i1, t0, t1 in source.blocks(block_samples, seed):
+        for k in range(t0, t1):
+            pipeline.on_ttl(int(source.ttl_lines[k]), int(source.ttl_states[k]), int(source.ttl_samples[k]))
+        block = source.block_uv(i0, i1)
         yield from pipeline.on_block(int(source.sample_numbers[i0]), block, time.monotonic_ns())
         if on_block is not None:
             on_block(i1 - i0)
-        i0 = i1
     yield from pipeline.finish(END_OF_RECORDING)
 
 

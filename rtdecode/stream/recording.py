@@ -7,6 +7,7 @@ a served and an offline-decoded recording see identical data.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,21 @@ class RecordingSource:
     @property
     def n_samples(self) -> int:
         return len(self.sample_numbers)
+
+    def blocks(self, block_samples: int | None = None, seed: int = 0) -> Iterator[tuple[int, int, int, int]]:
+        """``(i0, i1, t0, t1)`` per block: its sample rows ``[i0, i1)`` and the TTL events ``t0:t1``
+        that go before it (those at or before its last sample) -- the one cut of a recording into
+        blocks, which the replayer publishes and the offline decoder feeds to the pipeline."""
+        i0 = t0 = 0
+        for n in block_sizes(self.n_samples, self.sample_rate, block_samples, seed):
+            i1 = i0 + int(n)
+            t1 = int(np.searchsorted(self.ttl_samples, self.sample_numbers[i1 - 1], side="right"))
+            yield i0, i1, t0, t1
+            i0, t0 = i1, t1
+
+    def block_uv(self, i0: int, i1: int) -> np.ndarray:
+        """Sample rows ``[i0, i1)`` in uV (samples x channels, float32)."""
+        return self.samples[i0:i1].astype(np.float32) * self.bit_volts[None, :]
 
 
 def block_sizes(n_samples: int, sample_rate: float, block_samples: int | None, seed: int = 0) -> np.ndarray:

@@ -38,7 +38,7 @@ import zmq
 
 from rtdecode.errors import RecordingError
 from rtdecode.stream.protocol import EVENT_ENVELOPE, BlockFramer, ttl_frames
-from rtdecode.stream.recording import RecordingSource, block_sizes
+from rtdecode.stream.recording import RecordingSource
 
 #: The ZMQ Interface plugin's send high-water mark: libzmq's default, which the plugin keeps.
 PLUGIN_SEND_HWM = 1000
@@ -304,21 +304,18 @@ class Replayer:
 
     def _replay_once(self, pub) -> None:
         src = self.source
-        sizes = block_sizes(src.n_samples, src.sample_rate, self.block_samples, self.seed)
         t0 = time.monotonic()
         count = 0  # the plugin's message_num
         message_num = 0
         sample_offset = 0  # shifts sample numbers after an injected restart
         word = 0
         pending: list = []
-        ttl_i = 0
-        i0 = 0
         names = src.channel_names
         framer = BlockFramer(src.stream_name, src.sample_rate)
-        for n in sizes:
+        for i0, i1, ttl_i, j in src.blocks(self.block_samples, self.seed):
             if self._stop.is_set():
                 return
-            i1 = i0 + int(n)
+            n = i1 - i0
             if isinstance(pub, _Rendered):
                 pub.block_starts.append((i0, len(pub.frames)))
             elif self.speed:
@@ -326,11 +323,8 @@ class Replayer:
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            block = np.ascontiguousarray((src.samples[i0:i1].astype(np.float32) * src.bit_volts[None, :]).T, "<f4")
+            block = np.ascontiguousarray(src.block_uv(i0, i1).T, "<f4")
             ts = int(time.time() * 1000)
-            j = ttl_i
-            while j < len(src.ttl_samples) and src.ttl_samples[j] <= src.sample_numbers[i1 - 1]:
-                j += 1
             n_messages = (j - ttl_i) + len(self.channels)
             # An injected restart takes effect at the start of the block that holds its message count:
             # message_num starts again from 1 and sample numbers from 0, as when the GUI restarts.
@@ -361,7 +355,6 @@ class Replayer:
                 )
                 self.stats.ttl_events += 1
                 self._send(pub, frames, count, pending)
-            ttl_i = j
             for c in self.channels:  # the plugin sends only the channels selected in its mask
                 count += 1
                 message_num += 1
@@ -371,4 +364,3 @@ class Replayer:
                 self._send(pub, frames, count, pending)
             self.stats.blocks += 1
             self.stats.samples += int(n)
-            i0 = i1
