@@ -1,28 +1,31 @@
 """The online daemon: ZMQ Interface stream -> sorting -> trials -> neural image -> backend -> decisions.
 
-Threads:
+A process and threads:
 
-- **receiver**: SUB to the plugin's data port; parses every message (malformed ones are counted and
-  logged, never fatal), assembles blocks, checks continuity, and hands blocks, TTLs and anomalies
-  to a bounded queue (a full queue drops the block, counts an overrun and marks the span degraded);
+- **receiver process** (``rtdecode.stream.receiver``): SUB to the plugin's data port; parses every
+  message (malformed ones are counted and logged, never fatal), assembles blocks, checks continuity
+  and writes blocks into a preallocated shared-memory ring; TTLs, anomalies and lost spans travel
+  beside them in stream order. Its own interpreter: sorting and inference never keep it from
+  draining the socket. A full ring refuses the block, counts an overrun and marks the span degraded;
+- **worker**: reads the receiver's events, blocks in place from the ring, feeds them to the one
+  :class:`~rtdecode.pipeline.OnlinePipeline` (sorting, trials, decoding) and publishes its decisions;
+  an exception of our own there is logged with its traceback and counted as an internal error. It
+  also restarts a receiver process that died;
 - **heartbeat**: REQ to data port + 1 every ``heartbeat_interval_s``; lazy-pirate reconnect when
   no reply arrives within ``heartbeat_timeout_s``;
-- **worker**: feeds typed items (``rtdecode.worker_items``) to the one
-  :class:`~rtdecode.pipeline.OnlinePipeline` (sorting, trials, decoding) and publishes its decisions;
-  an exception of our own there is logged with its traceback and counted as an internal error;
 - **control**: REP socket answering ``status`` and ``stop``.
 
 Lifecycle (RTXI/Falcon style): starting -> ready (warmed up) -> running -> draining -> stopped,
 or failed (e.g. the stream does not fit the bundle: the reason names both values). SIGINT/SIGTERM
-and ``rtdecode stop`` drain: the queue is processed and the log closed before exit.
-Latency per stage is stamped with ``time.monotonic_ns`` and reported per decision and as
-percentiles in ``status``.
+and ``rtdecode stop`` drain: the receiver is stopped, what it sent is processed and the log closed
+before exit. Latency per stage is stamped with ``time.monotonic_ns`` (one clock for both
+processes) and reported per decision and as percentiles in ``status``.
 """
 
 from __future__ import annotations
 
 import json
-import queue
+import pickle
 import threading
 import time
 import traceback
@@ -38,16 +41,22 @@ from rtdecode.curve import load_keys, make_server, start_authenticator
 from rtdecode.parameters import default
 from rtdecode.pipeline import LATENCY_STAGES, Decision, OnlinePipeline
 from rtdecode.publish import DecisionPublisher
-from rtdecode.stream.assembler import BlockAssembler
-from rtdecode.stream.fit import StreamFit
-from rtdecode.stream.gate import StrayGate
-from rtdecode.stream.protocol import DataMessage, ProtocolError, TtlMessage, parse_frames
-from rtdecode.worker_items import AnomaliesItem, BlockItem, LostItem, TtlItem, WorkerItem
+from rtdecode.stream.items import (
+    AnomaliesItem,
+    FitItem,
+    LogItem,
+    LostItem,
+    ReceiverCounters,
+    ReceiverEvent,
+    RingBlockItem,
+    TtlItem,
+    WorkerItem,
+)
+from rtdecode.stream.receiver_process import ReceiverProcess
 
 STAGES = tuple(LATENCY_STAGES)
 #: Anomalies that lose no data of the stream: a repeated message, or a message that was not ours
 #: (another stream, rate or channel range) -- counted and dropped, trials stay whole.
-MAX_DATA_MESSAGE_BYTES = 64 << 20
 NOT_LOSSES = ("duplicate", "wrong_stream", "wrong_sample_rate", "wrong_channel_count", "oversized")
 #: The GUI's default block period (reference/openephys.md): the latency budget of one decision.
 GUI_BLOCK_MS = default("gui.block_ms")
@@ -59,7 +68,7 @@ class Daemon:
         config: RigConfig,
         bundle_path: str | Path,
         log_path: str | Path | None = None,
-        queue_blocks: int = 256,
+        ring_slots: int = 128,
         log=print,
     ) -> None:
         self.cfg = config
@@ -69,12 +78,6 @@ class Daemon:
         self.pipeline = OnlinePipeline.open(bundle_path, config, log=log)
         self.bundle = self.pipeline.bundle
         self.backend = self.pipeline.backend
-        fs = config.stream.sample_rate
-        self.assembler = BlockAssembler(
-            config.stream.channel_count, config.stream.stream_name, fs, channel_numbers=config.stream.channel_numbers
-        )
-        self.gate = StrayGate(self.assembler)
-        self.queue: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self.ctx = zmq.Context()
         o = config.outputs
         if log_path is None:
@@ -82,6 +85,8 @@ class Daemon:
             log_path = Path(o.decision_log_dir) / f"decisions-{stamp}.jsonl"
         self.log_path = Path(log_path)
         self.run_id = uuid.uuid4().hex[:16]
+        self.receiver_counters = ReceiverCounters({}, 0, None, 0.0)
+        self.worker_lag_ms: list[float] = []  # block arrival in the receiver -> the worker takes it
         self.curve_keys = load_keys(o.curve_server_key) if o.curve else None
         self.authenticator = start_authenticator(self.ctx, o.curve_authorized_clients) if o.curve else None
         self.publisher = DecisionPublisher(
@@ -100,26 +105,24 @@ class Daemon:
                 f"tcp://{ne.host}:{ne.port}", ne.ttl_line, ne.pulse_ms, context=self.ctx
             )
         self.counters = {
-            "malformed": 0,
             "internal_errors": 0,
-            "overruns": 0,
             "decisions": 0,
             "degraded": 0,
             "heartbeat_failures": 0,
             "bad_control_requests": 0,
-            "queue_high_water": 0,
+            "receiver_restarts": 0,
         }
         self.latencies = {k: [] for k in STAGES}
-        self.samples_received = 0  # samples of every assembled block (processed or lost to an overrun)
         self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
-        self.first_block_ns: int | None = None  # monotonic arrival of the first complete block
-        self.fit = StreamFit(config.stream.channel_count, config.stream.sample_rate)
+        self.last_unfit_reason: str | None = None
         self._stop = threading.Event()
-        self._receiver_done = threading.Event()
+        self._inject = None  # PUSH socket of inject(), made on first use
         self.threads: list[threading.Thread] = []
         self._worker: threading.Thread | None = None  # set at start
         self.started_at = time.time()
         self.warmup_inference_ms: float | None = None
+        # last: it owns a shared-memory segment, which close() (from wait()) removes
+        self.receiver = ReceiverProcess(config.stream, self.ctx, self.run_id, ring_slots, log=log)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def warmup(self) -> None:
@@ -147,8 +150,8 @@ class Daemon:
         self.warmup()
         self.publisher.log_event({"event": "warmup", "inference_ms_median": self.warmup_inference_ms})
         self.state = "ready"
+        self.receiver.start()
         for target, name in (
-            (self._receive, "receiver"),
             (self._work, "worker"),
             (self._heartbeat, "heartbeat"),
             (self._control, "control"),
@@ -160,7 +163,8 @@ class Daemon:
                 self._worker = t
         self.log(
             f"rtdecode serving: {self.cfg.stream.host}:{self.cfg.stream.data_port} -> decisions on "
-            f"{self.publisher.address}, log {self.log_path}, backend {self.backend.device}"
+            f"{self.publisher.address}, log {self.log_path}, backend {self.backend.device}; receiver process "
+            f"{self.receiver.pid}, ring {self.receiver.ring.slots} blocks ({self.receiver.ring_mib:.0f} MiB)"
         )
 
     def stop(self) -> None:
@@ -197,133 +201,81 @@ class Daemon:
                     "undecided": self.pipeline.pending_onsets,
                 },
                 "stream_s": {
-                    "received": self.samples_received / self.cfg.stream.sample_rate,
+                    "received": self.receiver_counters.samples_received / self.cfg.stream.sample_rate,
                     "processed": self.pipeline.samples_processed / self.cfg.stream.sample_rate,
                 },
                 "status": self.status(),
             }
         )
         self.publisher.close()
+        self.receiver.close()
+        if self._inject is not None:
+            self._inject.close()
         if self.network_events is not None:
             self.network_events.close()
         if self.authenticator is not None:
             self.authenticator.stop()
         self.ctx.term()
 
-    # -- receiver --------------------------------------------------------------------------------
-    def _receive(self) -> None:
-        s = self.cfg.stream
-        sub = self.ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.setsockopt(zmq.RCVHWM, 0)
-        sub.setsockopt(zmq.LINGER, 0)
-        # A hard cap against absurd allocations (libzmq disconnects a peer that exceeds it, losing what
-        # arrives until it reconnects), far above any real message; a merely oversized message
-        # (more samples than a block can hold) is received, refused by the assembler and freed.
-        sub.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE_BYTES)
-        sub.connect(f"tcp://{s.host}:{s.data_port}")
-        try:
-            while not self._stop.is_set():
-                if not sub.poll(100):
-                    continue
-                frames = sub.recv_multipart()
-                now = time.monotonic_ns()
-                try:
-                    msg = parse_frames(frames)
-                except ProtocolError as err:
-                    self.counters["malformed"] += 1
-                    if self.counters["malformed"] <= 20:
-                        self.log(f"warning: malformed message ignored: {err}")
-                    continue
-                try:
-                    self._receive_one(msg, now)
-                except Exception:  # a bug of ours must not stop the receiver: count it, keep the traceback
-                    self.counters["internal_errors"] += 1
-                    self.log("error: internal error in the receiver:\n" + traceback.format_exc())
-        finally:
-            for m in self.gate.flush():
-                self._assemble(m, time.monotonic_ns())
-            sub.close()
-            self._receiver_done.set()
-
-    def _receive_one(self, msg, now: int) -> None:
-        if not isinstance(msg, DataMessage | TtlMessage):
-            return  # valid messages of other kinds (spikes, text events): not used here
-        for m in self.gate.admit(msg):
-            self._assemble(m, now)
-
-    def _assemble(self, msg: DataMessage | TtlMessage, now: int) -> None:
-        if isinstance(msg, TtlMessage):
-            anomalies = self.assembler.on_ttl(msg)
-            if anomalies:
-                self._put(AnomaliesItem(anomalies, now))
-            self._put(TtlItem(msg.line, msg.state, msg.sample_num, now))
-            return
-        block, anomalies = self.assembler.on_data(msg, now)
-        self._judge_fit(msg, anomalies, block is not None)
-        if anomalies:
-            self._put(AnomaliesItem(anomalies, now))
-        if block is not None:
-            if self.first_block_ns is None:
-                self.first_block_ns = now
-            self.samples_received += len(block.data)
-            self._put(BlockItem(block.sample_num, block.data.copy(), now))
-
-    def _judge_fit(self, msg: DataMessage, anomalies, block_complete: bool) -> None:
-        verdict = self.fit.on_data(msg, anomalies, block_complete)
-        if verdict == "unfit":
-            self.state = f"waiting: {self.fit.unfit_reason}"
-            self.log(f"warning: the stream does not fit; waiting for one that does: {self.fit.unfit_reason}")
-        elif verdict == "fit":
-            self.state = "running"
-            self.log("note: the stream fits again; decoding resumed")
-
-    def _put(self, item: WorkerItem) -> None:
-        if not isinstance(item, BlockItem):
-            # TTLs and anomalies are tiny and rare, and losing one would lose a trial or hide a gap:
-            # wait for room rather than drop them.
-            self._put_waiting(item)
-            return
-        try:
-            self.queue.put_nowait(item)
-        except queue.Full:
-            self.counters["overruns"] += 1
-            # The worker cannot see this block: mark its span so overlapping trials are degraded.
-            self._put_waiting(LostItem(item.first_sample, item.first_sample + len(item.data), item.arrival_ns))
-        self.counters["queue_high_water"] = max(self.counters["queue_high_water"], self.queue.qsize())
-
-    def _put_waiting(self, item: WorkerItem) -> None:
-        """Wait for room as long as the worker is there to make it (also while draining on stop)."""
-        while True:
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                worker_gone = self._worker is not None and not self._worker.is_alive()
-                if self.state == "failed" or worker_gone:
-                    self.counters["overruns"] += 1
-                    return
-
     # -- worker ----------------------------------------------------------------------------------
+    def inject(self, item: WorkerItem) -> None:
+        """Hand the worker an item as if the receiver process had sent it (tests and tools)."""
+        if self._inject is None:
+            self._inject = self.ctx.socket(zmq.PUSH)
+            self._inject.setsockopt(zmq.LINGER, 1000)
+            self._inject.connect(self.receiver.events_address)
+        self._inject.send(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+
     def _work(self) -> None:
+        rp = self.receiver
+        stopping_since: float | None = None
         while True:
-            try:
-                item = self.queue.get(timeout=0.1)
-            except queue.Empty:
-                if self._stop.is_set() and (self._receiver_done.is_set() or self.state == "failed"):
-                    return
+            if self._stop.is_set() and stopping_since is None:
+                rp.terminate()  # it flushes, sends its last events and final counters, and exits
+                stopping_since = time.monotonic()
+            event = rp.poll(100)
+            if event is None:
+                if stopping_since is not None:
+                    if self.receiver_counters.final or not rp.alive or time.monotonic() - stopping_since > 10:
+                        return
+                elif not rp.alive:
+                    code = rp.proc.returncode
+                    self.counters["receiver_restarts"] += 1
+                    self.log(f"error: the receiver process exited ({code}); starting a new one")
+                    rp.restart()
                 continue
-            t0 = time.monotonic_ns()
-            try:
-                for decision in self._handle(item):
-                    self._publish(decision)
-            except Exception as err:  # a bug of ours, not bad input: count it, keep the traceback, go on
-                self.counters["internal_errors"] += 1
-                self.log(
-                    f"error: internal error while processing {type(item).__name__} ({type(err).__name__}: {err}):\n"
-                    + traceback.format_exc()
-                )
-            self.busy_ns += time.monotonic_ns() - t0
+            self._on_event(event)
+
+    def _on_event(self, event: ReceiverEvent) -> None:
+        if isinstance(event, ReceiverCounters):
+            self.receiver_counters = event
+            return
+        if isinstance(event, LogItem):
+            self.log(event.text)
+            return
+        if isinstance(event, FitItem):
+            if event.reason is not None:
+                self.state = f"waiting: {event.reason}"
+                self.last_unfit_reason = event.reason
+                self.log(f"warning: the stream does not fit; waiting for one that does: {event.reason}")
+            else:
+                self.state = "running"
+                self.log("note: the stream fits again; decoding resumed")
+            return
+        t0 = time.monotonic_ns()
+        try:
+            for decision in self._handle(event):
+                self._publish(decision)
+        except Exception as err:  # a bug of ours, not bad input: count it, keep the traceback, go on
+            self.counters["internal_errors"] += 1
+            self.log(
+                f"error: internal error while processing {type(event).__name__} ({type(err).__name__}: {err}):\n"
+                + traceback.format_exc()
+            )
+        finally:
+            if isinstance(event, RingBlockItem):
+                self.receiver.ring.release(event.seq)
+        self.busy_ns += time.monotonic_ns() - t0
 
     def _handle(self, item: WorkerItem) -> list[Decision]:
         p = self.pipeline
@@ -343,7 +295,13 @@ class Daemon:
             return out
         if self.state == "ready":
             self.state = "running"
-        return p.on_block(item.first_sample, item.data, item.arrival_ns)
+        if isinstance(item, RingBlockItem):
+            first, data, arrival = self.receiver.ring.view(item.seq)  # in place: released after this returns
+        else:
+            first, data, arrival = item.first_sample, item.data, item.arrival_ns
+        if len(self.worker_lag_ms) < 100_000:
+            self.worker_lag_ms.append((time.monotonic_ns() - arrival) / 1e6)
+        return p.on_block(first, data, arrival)
 
     def _publish(self, decision: Decision) -> None:
         d = self.publisher.publish(decision.record())
@@ -434,7 +392,10 @@ class Daemon:
             rep.close()
 
     def status(self) -> dict:
-        stream_s = self.pipeline.samples_processed / self.cfg.stream.sample_rate
+        fs = self.cfg.stream.sample_rate
+        stream_s = self.pipeline.samples_processed / fs
+        rc = self.receiver_counters
+        received_s = rc.samples_received / fs
         pct = {}
         for stage, values in self.latencies.items():
             if values:
@@ -452,20 +413,41 @@ class Daemon:
             "uptime_s": time.time() - self.started_at,
             "warmup_inference_ms": self.warmup_inference_ms,
             "counters": {
-                **self.assembler.counters,
-                **self.gate.counters,
+                "malformed": 0,
+                "overruns": 0,
+                **rc.counters,
                 **self.pipeline.counters(),
                 **self.counters,
+                "internal_errors": self.counters["internal_errors"] + rc.counters.get("internal_errors", 0),
             },
             "latency": pct,
             "capacity": {
                 "stream_s": stream_s,
-                "stream_s_received": self.samples_received / self.cfg.stream.sample_rate,
+                "stream_s_received": received_s,
                 "worker_busy_s": self.busy_ns / 1e9,
-                "first_block_ns": self.first_block_ns,
+                "first_block_ns": rc.first_block_ns,
                 "realtime_factor": stream_s / (self.busy_ns / 1e9) if self.busy_ns else None,
             },
+            "receiver": self._receiver_status(received_s),
             "decision_log": str(self.log_path),
             "run_id": self.run_id,
-            "stream_unfit": self.fit.last_unfit_reason,
+            "stream_unfit": self.last_unfit_reason,
+        }
+
+    def _receiver_status(self, received_s: float) -> dict:
+        rp, rc = self.receiver, self.receiver_counters
+        lag = np.asarray(self.worker_lag_ms[-10000:]) if self.worker_lag_ms else None
+        return {
+            "pid": rp.pid,
+            "alive": rp.alive,
+            "restarts": rp.restarts,
+            "ring_slots": rp.ring.slots,
+            "ring_fill": rp.ring.fill if rp.ring.header is not None else 0,
+            "ring_high_water": rc.counters.get("ring_high_water", 0),
+            "overruns": rc.counters.get("overruns", 0),
+            "cpu_s": rc.cpu_s,
+            "cpu_per_stream_s": rc.cpu_s / received_s if received_s else None,
+            "lag_ms": None
+            if lag is None
+            else {"p50": float(np.percentile(lag, 50)), "p99": float(np.percentile(lag, 99)), "max": float(lag.max())},
         }

@@ -333,14 +333,14 @@ def _toml(data: dict) -> str:
 
 
 def test_an_internal_error_in_the_worker_is_counted_with_its_traceback_and_the_worker_goes_on(bundle, tmp_path):
-    from rtdecode.worker_items import BlockItem
+    from rtdecode.stream.items import BlockItem
 
     messages = []
     d = Daemon(rig(16, tmp_path), bundle, tmp_path / "d.jsonl", log=messages.append)
     d.start()
     try:
-        d.queue.put(BlockItem(0, np.zeros((700, 3), np.float32), time.monotonic_ns()))  # wrong shape: a bug upstream
-        d.queue.put(BlockItem(0, np.zeros((700, 16), np.float32), time.monotonic_ns()))
+        d.inject(BlockItem(0, np.zeros((700, 3), np.float32), time.monotonic_ns()))  # wrong shape: a bug upstream
+        d.inject(BlockItem(0, np.zeros((700, 16), np.float32), time.monotonic_ns()))
         deadline = time.monotonic() + 20
         while d.pipeline.samples_processed < 700 and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -456,6 +456,15 @@ def test_a_publisher_that_goes_and_comes_back_and_a_stopped_decision_subscriber(
     assert c["onsets"] == c["decisions"] == 2 * len(ONSETS) and c["degraded"] == 0
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child its parent has not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_kill_9_leaves_a_valid_log_and_a_restart_appends_under_a_new_run(bundle, short_recording, tmp_path):
     import os
     import signal
@@ -481,12 +490,22 @@ def test_kill_9_leaves_a_valid_log_and_a_restart_appends_under_a_new_run(bundle,
             deadline = time.monotonic() + 20
             while log.read_text().count('"seq"') < 3 and time.monotonic() < deadline:
                 time.sleep(0.1)
+            receiver_pid = control_request(f"tcp://127.0.0.1:{cfg.outputs.control_port}", "status")["receiver"]["pid"]
             os.kill(proc.pid, signal.SIGKILL)  # mid-run, no chance to write a stop record
             proc.wait()
+            killed_pid = proc.pid
+            deadline = time.monotonic() + 10
+            while _running(receiver_pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _running(receiver_pid)  # the receiver process does not outlive its daemon
         else:
             time.sleep(1.5)
             assert control_request(f"tcp://127.0.0.1:{cfg.outputs.control_port}", "stop")["state"] == "draining"
             assert proc.wait(30) == 0, proc.stderr.read()[-2000:]
+    from rtdecode.stream.ring import SHM_DIR
+
+    assert not list(SHM_DIR.glob(f"rtdecode-ring-{killed_pid}-*"))  # nothing of the killed daemon is left
+    assert not list(SHM_DIR.glob(f"rtdecode-ring-{proc.pid}-*"))  # nor of the stopped one
     records = [json.loads(x) for x in log.read_text().splitlines()]  # every line is valid JSON
     starts = [r for r in records if r.get("event") == "start"]
     assert len(starts) == 2 and starts[0]["run_id"] != starts[1]["run_id"]

@@ -1,0 +1,222 @@
+"""The receiver process: drains the data SUB socket, parses, assembles, writes blocks into the ring.
+
+It runs as its own interpreter (``python -m rtdecode.stream.receiver SPEC``), so no sorting or
+inference ever holds it up: it takes messages off the socket as fast as they come, whatever the
+worker is doing, and libzmq's queue on our side never grows. For each message it
+
+- parses it (a malformed one is counted and logged, never fatal);
+- passes it through the :class:`~rtdecode.stream.gate.StrayGate` and the
+  :class:`~rtdecode.stream.assembler.BlockAssembler` (continuity, foreign messages, restarts);
+- judges whether the stream fits (:class:`~rtdecode.stream.fit.StreamFit`);
+- writes each complete block into the shared-memory :class:`~rtdecode.stream.ring.BlockRing` and
+  tells the worker its sequence number; TTLs, anomalies, lost spans (a full ring), verdicts and
+  counters travel beside it, in stream order, on one PUSH socket (``rtdecode.stream.items``).
+
+It stops on SIGTERM (flushing what the gate holds and sending its final counters), ignores SIGINT
+(the daemon drains first, then stops it), and exits by itself when the daemon that started it is
+gone (``kill -9``), so it never outlives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+
+import zmq
+
+from rtdecode.stream.assembler import BlockAssembler
+from rtdecode.stream.fit import StreamFit
+from rtdecode.stream.gate import StrayGate
+from rtdecode.stream.items import (
+    AnomaliesItem,
+    FitItem,
+    LogItem,
+    LostItem,
+    ReceiverCounters,
+    RingBlockItem,
+    TtlItem,
+)
+from rtdecode.stream.protocol import DataMessage, ProtocolError, TtlMessage, parse_frames
+from rtdecode.stream.ring import BlockRing
+
+#: A hard cap against absurd allocations (libzmq disconnects a peer that exceeds it), far above any
+#: real message; a merely oversized message is received, refused by the assembler and freed.
+MAX_DATA_MESSAGE_BYTES = 64 << 20
+COUNTERS_EVERY_S = 0.25
+MAX_LOGGED_MALFORMED = 20
+
+
+@dataclass
+class ReceiverSpec:
+    """Everything the receiver process needs, passed as JSON on its command line."""
+
+    host: str
+    data_port: int
+    channel_count: int
+    stream_name: str | None
+    sample_rate: float
+    channel_numbers: list[int] | None
+    ring_name: str
+    ring_slots: int
+    slot_samples: int
+    events_address: str
+    parent_pid: int
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ReceiverSpec:
+        return cls(**json.loads(text))
+
+
+class Receiver:
+    def __init__(self, spec: ReceiverSpec) -> None:
+        self.spec = spec
+        self.assembler = BlockAssembler(
+            spec.channel_count, spec.stream_name, spec.sample_rate, channel_numbers=spec.channel_numbers
+        )
+        self.gate = StrayGate(self.assembler)
+        self.fit = StreamFit(spec.channel_count, spec.sample_rate)
+        self.ring = BlockRing(spec.ring_name, spec.ring_slots, spec.slot_samples, spec.channel_count, create=False)
+        self.ctx = zmq.Context()
+        self.events = self.ctx.socket(zmq.PUSH)
+        self.events.setsockopt(zmq.SNDHWM, 0)  # events are few and must never be dropped
+        self.events.setsockopt(zmq.LINGER, 5000)
+        self.events.connect(spec.events_address)
+        self.counters = {"malformed": 0, "internal_errors": 0, "overruns": 0, "ring_high_water": 0}
+        self.samples_received = 0
+        self.first_block_ns: int | None = None
+        self._lost: LostItem | None = None  # consecutive refused blocks, sent as one span
+        self._stop = False
+
+    # -- events ------------------------------------------------------------------------------------
+    def _send(self, item) -> None:
+        if self._lost is not None and not isinstance(item, LostItem):
+            lost, self._lost = self._lost, None
+            self.events.send(pickle.dumps(lost, protocol=pickle.HIGHEST_PROTOCOL))
+        self.events.send(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _log(self, text: str) -> None:
+        self._send(LogItem(text))
+
+    def _send_counters(self, final: bool = False) -> None:
+        counters = {**self.assembler.counters, **self.gate.counters, **self.counters}
+        cpu = time.process_time()
+        self._send(ReceiverCounters(counters, self.samples_received, self.first_block_ns, cpu, final))
+
+    # -- messages ----------------------------------------------------------------------------------
+    def on_frames(self, frames: list[bytes], now: int) -> None:
+        try:
+            msg = parse_frames(frames)
+        except ProtocolError as err:
+            self.counters["malformed"] += 1
+            if self.counters["malformed"] <= MAX_LOGGED_MALFORMED:
+                self._log(f"warning: malformed message ignored: {err}")
+            return
+        if not isinstance(msg, DataMessage | TtlMessage):
+            return  # valid messages of other kinds (spikes, text events): not used here
+        for m in self.gate.admit(msg):
+            self._assemble(m, now)
+
+    def _assemble(self, msg: DataMessage | TtlMessage, now: int) -> None:
+        if isinstance(msg, TtlMessage):
+            anomalies = self.assembler.on_ttl(msg)
+            if anomalies:
+                self._send(AnomaliesItem(anomalies, now))
+            self._send(TtlItem(msg.line, msg.state, msg.sample_num, now))
+            return
+        block, anomalies = self.assembler.on_data(msg, now)
+        verdict = self.fit.on_data(msg, anomalies, block is not None)
+        if verdict == "unfit":
+            self._send(FitItem(self.fit.unfit_reason))
+        elif verdict == "fit":
+            self._send(FitItem(None))
+        if anomalies:
+            self._send(AnomaliesItem(anomalies, now))
+        if block is not None:
+            if self.first_block_ns is None:
+                self.first_block_ns = now
+            self.samples_received += len(block.data)
+            self._to_ring(block.sample_num, block.data, now)
+
+    def _to_ring(self, first: int, data, now: int) -> None:
+        step = self.ring.slot_samples
+        for i in range(0, len(data), step):  # a block longer than a slot takes several (never seen from the GUI)
+            chunk = data[i : i + step]
+            seq = self.ring.write(first + i, chunk, now)
+            if seq is None:
+                self.counters["overruns"] += 1
+                start, end = first + i, first + i + len(chunk)
+                if self._lost is not None and self._lost.end == start:
+                    self._lost.end = end
+                else:
+                    if self._lost is not None:
+                        self._send(self._lost)
+                    self._lost = LostItem(start, end, now)
+                continue
+            self._send(RingBlockItem(seq))
+            self.counters["ring_high_water"] = max(self.counters["ring_high_water"], self.ring.fill)
+
+    # -- loop --------------------------------------------------------------------------------------
+    def run(self) -> None:
+        s = self.spec
+        sub = self.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.setsockopt(zmq.RCVHWM, 0)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE_BYTES)
+        sub.connect(f"tcp://{s.host}:{s.data_port}")
+        next_counters = time.monotonic() + COUNTERS_EVERY_S
+        try:
+            while not self._stop:
+                if sub.poll(100):
+                    frames = sub.recv_multipart()
+                    try:
+                        self.on_frames(frames, time.monotonic_ns())
+                    except Exception:  # a bug of ours must not stop the receiver: count it, keep the traceback
+                        self.counters["internal_errors"] += 1
+                        self._log("error: internal error in the receiver:\n" + traceback.format_exc())
+                if time.monotonic() >= next_counters:
+                    next_counters = time.monotonic() + COUNTERS_EVERY_S
+                    self._send_counters()
+                    if os.getppid() != s.parent_pid:  # the daemon is gone (kill -9): so are we
+                        break
+        finally:
+            now = time.monotonic_ns()
+            for m in self.gate.flush():
+                self._assemble(m, now)
+            if self._lost is not None:
+                lost, self._lost = self._lost, None
+                self._send(lost)
+            self._send_counters(final=True)
+            sub.close()
+            self.events.close()
+            self.ring.close()
+            self.ctx.term()
+
+    def stop(self, *_args) -> None:
+        self._stop = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m rtdecode.stream.receiver SPEC_JSON (started by rtdecode serve)", file=sys.stderr)
+        return 2
+    receiver = Receiver(ReceiverSpec.from_json(argv[0]))
+    signal.signal(signal.SIGTERM, receiver.stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    receiver.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
