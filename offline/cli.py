@@ -354,6 +354,9 @@ def bench_online(
     precision: Annotated[
         str, typer.Option(help="model precision of the whole-path run: fp32, or int8 (the bundle's INT8 model)")
     ] = "fp32",
+    protocol: Annotated[
+        str, typer.Option(help="input protocol of the whole-path run: zmq-interface or falcon-output")
+    ] = "zmq-interface",
     seed: Annotated[int, typer.Option(help="seed of the synthetic streams")] = 0,
 ) -> None:
     """Online sorting vs SpikeInterface engines at 64/384/1536 channels, and the whole daemon path."""
@@ -369,6 +372,8 @@ def bench_online(
         ) from None
     if precision not in ("fp32", "int8"):
         raise typer.BadParameter(f"--precision {precision!r}: expected fp32 or int8")
+    if protocol not in ("zmq-interface", "falcon-output"):
+        raise typer.BadParameter(f"--protocol {protocol!r}: expected zmq-interface or falcon-output")
     unknown = [e for e in names if e not in ENGINES]
     if unknown or (chans and min(chans) < 8) or not (chans or whole_path_channels):
         raise typer.BadParameter(
@@ -387,6 +392,7 @@ def bench_online(
         seed,
         log=lambda m: err_console.print(m, highlight=False),
         precision=precision,
+        protocol=protocol,
     )
     table = Table(title=f"online sorting, {duration:g} s per stream ({r['machine']['cpus']} CPUs)")
     for col in ("channels", "units", "engine", "x real time", "preproc s", "match s", "acc", "acc SNR>=5"):
@@ -409,7 +415,7 @@ def bench_online(
     if w:
         table = Table(
             title=f"whole path: {w['channels']} ch, {w['units']} units, {w['duration_s']:g} s, "
-            f"{w['image_size']} px {w['precision']}, replay speed {w['speed'] or 'max'}"
+            f"{w['image_size']} px {w['precision']}, {w['protocol']}, replay speed {w['speed'] or 'max'}"
             f"{' (preloaded)' if w['replayer_preloaded'] else ''}, {w['backend']}"
         )
         for col in ("stage", "p50 ms", "p99 ms"):
@@ -424,6 +430,15 @@ def bench_online(
             f"{cap['realtime_factor']:.2f} x real time"
         )
         console.print(f"stream received {w['stream_s_received']:.2f} s, processed {w['stream_s_processed']:.2f} s")
+        rx = w["receiver"]
+        lag = rx["lag_ms"] or {}
+        console.print(
+            f"receiver process: {rx['cpu_s']:.2f} s CPU"
+            + (f" = {1e3 * rx['cpu_per_stream_s']:.1f} ms per s of stream" if rx["cpu_per_stream_s"] else "")
+            + f"; ring high water {rx['ring_high_water']} of {rx['ring_slots']} blocks, {rx['overruns']} overruns; "
+            f"block waits in the ring p50 {lag.get('p50', 0):.2f} / p99 {lag.get('p99', 0):.2f} ms; "
+            f"upstream lost messages {w['upstream_lost_messages']}"
+        )
         if w["failed"]:
             err_console.print(f"error: the whole-path run failed: {w['failed']}")
             raise typer.Exit(1)
@@ -433,6 +448,44 @@ def bench_online(
                 f"{w['first_block_to_last_decision_s']:.1f} s = {w['throughput_realtime_factor']:.2f} x real time"
             )
     console.print(f"results: {out}")
+
+
+@bench_app.command("receiver")
+def bench_receiver(
+    channels: Annotated[int, typer.Option(help="channels of the synthetic stream")] = 384,
+    duration: Annotated[float, typer.Option(help="seconds of stream replayed per protocol")] = 20.0,
+    out: Annotated[Path, typer.Option(help="results JSON")] = Path("bench_results/receiver.json"),
+    seed: Annotated[int, typer.Option(help="seed of the synthetic stream")] = 0,
+) -> None:
+    """The receiver process's CPU per second of stream, ZMQ Interface vs Falcon Output, side by side."""
+    from rtdecode.offline.bench.receiver_bench import run_receiver_bench
+
+    if channels < 1 or not duration > 0:
+        raise typer.BadParameter(f"--channels {channels} / --duration {duration}: expected >= 1 and > 0")
+    r = run_receiver_bench(channels, duration, seed, log=lambda m: err_console.print(m, highlight=False))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=1, default=float))
+    table = Table(
+        title=f"receiver cost, {channels} ch, {duration:g} s of stream, flat out ({r['machine']['cpus']} CPUs)"
+    )
+    for col in ("protocol", "messages", "blocks", "stream s", "receiver CPU s", "CPU ms per stream s", "lost"):
+        table.add_column(col, justify="right")
+    for row in r["rows"]:
+        table.add_row(
+            row["protocol"],
+            str(row["messages"]),
+            str(row["blocks"]),
+            f"{row['stream_s']:.2f}",
+            f"{row['receiver_cpu_s']:.3f}",
+            f"{row['receiver_cpu_ms_per_stream_s']:.2f}",
+            str(row["lost_messages"]),
+        )
+    console.print(table)
+    ratio = r["zmq_over_falcon_cpu_ratio"]
+    console.print(f"ZMQ Interface / Falcon Output receiver CPU: {ratio:.1f}x; results {out}")
+    if not all(row["complete"] for row in r["rows"]):
+        err_console.print("error: a receiver did not deliver the whole stream")
+        raise typer.Exit(1)
 
 
 @bench_app.command("soak")

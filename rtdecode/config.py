@@ -46,11 +46,20 @@ class _Strict(BaseModel):
 
 
 class StreamConfig(_Strict):
-    """The Open Ephys ZMQ Interface plugin (GUI 1.0) this rig subscribes to."""
+    """The Open Ephys plugin (GUI 1.0: ZMQ Interface, or Falcon Output) this rig subscribes to."""
 
+    protocol: Literal["zmq-interface", "falcon-output"] = Field(
+        "zmq-interface",
+        description="the GUI plugin sending the stream: the ZMQ Interface (one message per channel per "
+        "block, TTL events) or Falcon Output (one FlatBuffers message per block, TTL lines as bits)",
+    )
     host: str = Field("127.0.0.1", description="host running the GUI (or `rtdecode replay`)")
-    data_port: Port = Field(description="ZMQ Interface data (PUB) port; plugin default 5556")
-    heartbeat_port: Port = Field(description="ZMQ Interface heartbeat (REP) port; the plugin binds data_port + 1")
+    data_port: Port = Field(description="the plugin's data (PUB) port; ZMQ Interface default 5556, Falcon Output 3335")
+    heartbeat_port: Port | None = Field(
+        None,
+        description="ZMQ Interface heartbeat (REP) port; the plugin binds data_port + 1 (the default). "
+        "Falcon Output has none",
+    )
     stream_name: str = Field(min_length=1, description="name of the GUI stream, e.g. ProbeA-AP")
     channel_count: int = Field(strict=True, gt=0, le=4096, description="channels sent by the plugin")
     sample_rate: float = Field(strict=True, gt=0, le=1_000_000, description="stream sample rate in Hz")
@@ -74,6 +83,10 @@ class StreamConfig(_Strict):
 
     @model_validator(mode="after")
     def _heartbeat_is_next_port(self) -> StreamConfig:
+        if self.protocol != "zmq-interface":
+            return self
+        if self.heartbeat_port is None:
+            object.__setattr__(self, "heartbeat_port", self.data_port + 1)  # frozen: set once, here
         if self.heartbeat_port != self.data_port + 1:
             raise ValueError(
                 f"heartbeat_port must be data_port + 1 = {self.data_port + 1} (the ZMQ Interface "
@@ -104,6 +117,7 @@ class SortingConfig(_Strict):
     filter_order: int = field("sorting.filter_order", strict=True, ge=1, le=8)
     common_reference: Literal["median", "average", "none"] = field("sorting.common_reference")
     detect_threshold: float = field("sorting.detect_threshold", strict=True, gt=0, le=50)
+    preprocess_threads: int = field("sorting.preprocess_threads", strict=True, ge=1, le=64)
 
 
 class TrialsConfig(_Strict):
@@ -125,7 +139,7 @@ class TrialsConfig(_Strict):
 class ModelConfig(_Strict):
     """Classifier backend."""
 
-    backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = field("model.backend")
+    backend: Literal["auto", "onnxruntime", "tensorrt", "torch-cuda", "torch"] = field("model.backend")
     intra_op_threads: int = field("model.intra_op_threads", strict=True, ge=1, le=64)
     precision: Literal["fp32", "fp16", "int8"] = field("model.precision")
     engine_cache_dir: Path | None = Field(None, description="TensorRT engine cache; default next to the bundle")

@@ -48,6 +48,7 @@ from rtdecode.stream.items import (
     LostItem,
     ReceiverCounters,
     ReceiverEvent,
+    ReceiverReady,
     RingBlockItem,
     TtlItem,
     WorkerItem,
@@ -147,10 +148,17 @@ class Daemon:
                 "config": self.cfg.model_dump(mode="json"),
             }
         )
+        self.receiver.start()  # it boots while the pipeline warms up
         self.warmup()
         self.publisher.log_event({"event": "warmup", "inference_ms_median": self.warmup_inference_ms})
+        # Heartbeats (which tell the GUI, or a replayer, that we listen) begin only once the receiver
+        # subscribes: what is published before that is lost, as from any late subscriber.
+        try:
+            self.receiver.wait_ready()
+        except Exception:
+            self.receiver.close()
+            raise
         self.state = "ready"
-        self.receiver.start()
         for target, name in (
             (self._work, "worker"),
             (self._heartbeat, "heartbeat"),
@@ -247,6 +255,8 @@ class Daemon:
             self._on_event(event)
 
     def _on_event(self, event: ReceiverEvent) -> None:
+        if isinstance(event, ReceiverReady):  # a replacement receiver process is up
+            return
         if isinstance(event, ReceiverCounters):
             self.receiver_counters = event
             return
@@ -318,6 +328,8 @@ class Daemon:
     # -- heartbeat ---------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
         s = self.cfg.stream
+        if s.protocol != "zmq-interface":
+            return  # Falcon Output has no heartbeat socket
         msg = json.dumps({"application": "rtdecode", "uuid": str(uuid.uuid4()), "type": "heartbeat"}).encode()
         sock = None
         while not self._stop.is_set():

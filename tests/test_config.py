@@ -71,7 +71,7 @@ def test_defaults_filled_in():
         (
             "model.backend",
             "cuda",
-            "model.backend = 'cuda': Input should be 'auto', 'onnxruntime', 'tensorrt' or 'torch'",
+            "model.backend = 'cuda': Input should be 'auto', 'onnxruntime', 'tensorrt', 'torch-cuda' or 'torch'",
         ),
         ("outputs.decision_port", 5556, "outputs.decision_port = 5556 collides with stream.data_port"),
         ("outputs.bind_host", "0.0.0.0", "set allow_remote = true"),
@@ -136,3 +136,16 @@ def test_cli_config_check_bad_file_has_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "stream.data_port = 1: Input should be greater than or equal to 1024" in proc.stderr
     assert "trials = (missing)" in proc.stderr
+
+
+def test_falcon_output_needs_no_heartbeat_port_and_the_zmq_interface_gets_data_port_plus_one():
+    from rtdecode.config import StreamConfig
+
+    base = {"stream_name": "ProbeA-AP", "channel_count": 384, "sample_rate": 30000.0}
+    falcon = StreamConfig(protocol="falcon-output", data_port=3335, **base)
+    assert falcon.heartbeat_port is None
+    assert StreamConfig(data_port=5556, **base).heartbeat_port == 5557
+    with pytest.raises(ValueError, match="heartbeat_port must be data_port \\+ 1 = 5557"):
+        StreamConfig(data_port=5556, heartbeat_port=6000, **base)
+    with pytest.raises(ValueError, match="protocol"):
+        StreamConfig(protocol="falcon", data_port=3335, **base)

@@ -380,6 +380,7 @@ def bench_whole_path(
     cfg=None,
     preload: bool | None = None,
     precision: str = "fp32",
+    protocol: str = "zmq-interface",
 ) -> dict:
     """Replay a synthetic stream (separate process) through the daemon; latency and capacity.
 
@@ -400,7 +401,7 @@ def bench_whole_path(
         cfg = rig_configs.load("replay_local.toml")
     cfg = cfg.model_copy(
         update={
-            "stream": cfg.stream.model_copy(update={"channel_count": n_channels}),
+            "stream": cfg.stream.model_copy(update={"channel_count": n_channels, "protocol": protocol}),
             "model": cfg.model.model_copy(update={"precision": precision, "backend": "onnxruntime"}),
         }
     )
@@ -437,6 +438,7 @@ def bench_whole_path(
         "duration_s": duration_s,
         "image_size": image_size,
         "precision": precision,
+        "protocol": protocol,
         "speed": speed,
         "replayer_preloaded": preload,
         "onsets": int(len(onsets)),
@@ -448,6 +450,7 @@ def bench_whole_path(
         "backend": st["backend"],
         "latency_ms": st["latency"],
         "capacity": st["capacity"],
+        "receiver": st["receiver"],
         "first_block_to_last_decision_s": span_s,
         "throughput_realtime_factor": duration_s / span_s if span_s else None,
         "stream_s_received": st["capacity"]["stream_s_received"],
@@ -475,16 +478,25 @@ def run_online_bench(
     seed: int = 0,
     log=print,
     precision: str = "fp32",
+    protocol: str = "zmq-interface",
 ) -> dict:
     from rtdecode.offline.bench.offline_bench import machine
 
-    packages = ("rtdecode", "numpy", "numba", "scipy", "spikeinterface", "onnxruntime", "pyzmq")
+    packages = ("rtdecode", "numpy", "numba", "scipy", "spikeinterface", "onnxruntime", "pyzmq", "flatbuffers")
     result = {"machine": machine(packages), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     result["sorting"] = bench_sorting(channels, duration_s, engines, si_max_channels, seed, log)
     if whole_path_channels:
         with tempfile.TemporaryDirectory(prefix="rtdecode-bench-") as tmp:
             result["whole_path"] = bench_whole_path(
-                whole_path_channels, whole_path_duration_s, image_size, speed, Path(tmp), seed, log, precision=precision
+                whole_path_channels,
+                whole_path_duration_s,
+                image_size,
+                speed,
+                Path(tmp),
+                seed,
+                log,
+                precision=precision,
+                protocol=protocol,
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=float))

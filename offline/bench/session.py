@@ -44,6 +44,7 @@ class ReplayerProcess:
         preload: bool = False,
         loop: bool = False,
         lossless: bool = False,
+        protocol: str = "zmq-interface",
     ) -> None:
         self.cmd = (
             [
@@ -64,6 +65,7 @@ class ReplayerProcess:
             + (["--preload"] if preload else [])
             + (["--loop"] if loop else [])
             + (["--lossless"] if lossless else [])
+            + ["--protocol", protocol]
         )
         self.proc: subprocess.Popen | None = None
         self.stats = None
@@ -119,7 +121,15 @@ def replay_through_daemon(
     client = DecisionClient(f"tcp://{host}:{cfg.outputs.decision_port}")
     time.sleep(0.3)  # the client's SUB connects before anything is published
     if replayer_process:
-        replayer = ReplayerProcess(recording, cfg.stream.data_port, cfg.stream.host, speed, preload, lossless=lossless)
+        replayer = ReplayerProcess(
+            recording,
+            cfg.stream.data_port,
+            cfg.stream.host,
+            speed,
+            preload,
+            lossless=lossless,
+            protocol=cfg.stream.protocol,
+        )
     else:
         replayer = Replayer(
             recording,
@@ -130,6 +140,7 @@ def replay_through_daemon(
             wait_for_heartbeat_s=10.0,
             preload=preload,
             send_hwm=0 if lossless else PLUGIN_SEND_HWM,
+            protocol=cfg.stream.protocol,
         )
     th = threading.Thread(target=replayer.run, name="replayer")
     th.start()

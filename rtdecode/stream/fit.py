@@ -62,6 +62,28 @@ class StreamFit:
                     if n < self.n_channels
                     else "blocks keep arriving incomplete (messages lost upstream)"
                 )
+        return self._verdict()
+
+    def on_falcon(self, msg, anomalies: list[Anomaly], block_complete: bool) -> str | None:
+        """The same for a Falcon Output message (``rtdecode.stream.falcon.FalconMessage``): one
+        message is a whole block, so one refused message weighs a block's worth of evidence."""
+        if block_complete:
+            return self.on_data(None, anomalies, True)
+        for a in anomalies:
+            if a.kind == "wrong_sample_rate":
+                self._reason = (
+                    f"stream sample rate {msg.sample_rate} Hz does not fit the bundle ({self.sample_rate} Hz)"
+                )
+            elif a.kind == "wrong_channel_count":
+                self._reason = f"stream has {msg.n_channels} channels, the bundle expects {self.n_channels}"
+            elif a.kind == "wrong_stream":
+                self._reason = f"{a.detail} (rig config [stream] stream_name)"
+            else:
+                continue
+            self._bad_messages += self.n_channels
+        return self._verdict()
+
+    def _verdict(self) -> str | None:
         sustained = self._bad_messages >= UNFIT_BLOCKS * self.n_channels or self._incomplete >= UNFIT_BLOCKS
         if sustained and self.unfit_reason is None:
             self.unfit_reason = self.last_unfit_reason = self._reason

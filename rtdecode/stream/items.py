@@ -69,6 +69,15 @@ class LogItem:
 
 
 @dataclass(slots=True)
+class ReceiverReady:
+    """The receiver process is up, its SUB socket connecting (``connected``: the handshake with a
+    publisher completed within the wait; False when none is there yet)."""
+
+    pid: int
+    connected: bool
+
+
+@dataclass(slots=True)
 class ReceiverCounters:
     """The receiver's counters (parser, gate, assembler, ring), sent a few times a second and last."""
 
@@ -80,4 +89,4 @@ class ReceiverCounters:
 
 
 WorkerItem = BlockItem | RingBlockItem | TtlItem | AnomaliesItem | LostItem
-ReceiverEvent = WorkerItem | FitItem | LogItem | ReceiverCounters
+ReceiverEvent = WorkerItem | FitItem | LogItem | ReceiverCounters | ReceiverReady

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 import zmq
 
 from rtdecode.stream.assembler import BlockAssembler
+from rtdecode.stream.falcon import parse_continuous_data
+from rtdecode.stream.falcon_assembler import FalconAssembler
 from rtdecode.stream.fit import StreamFit
 from rtdecode.stream.gate import StrayGate
 from rtdecode.stream.items import (
@@ -39,6 +41,7 @@ from rtdecode.stream.items import (
     LogItem,
     LostItem,
     ReceiverCounters,
+    ReceiverReady,
     RingBlockItem,
     TtlItem,
 )
@@ -49,6 +52,8 @@ from rtdecode.stream.ring import BlockRing
 #: real message; a merely oversized message is received, refused by the assembler and freed.
 MAX_DATA_MESSAGE_BYTES = 64 << 20
 COUNTERS_EVERY_S = 0.25
+#: How long to wait for the handshake with a publisher before saying "ready" (none may be running yet).
+CONNECT_WAIT_S = 1.0
 MAX_LOGGED_MALFORMED = 20
 
 
@@ -67,6 +72,7 @@ class ReceiverSpec:
     slot_samples: int
     events_address: str
     parent_pid: int
+    protocol: str = "zmq-interface"  # or "falcon-output"
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -84,6 +90,11 @@ class Receiver:
             spec.channel_count, spec.stream_name, spec.sample_rate, channel_numbers=spec.channel_numbers
         )
         self.gate = StrayGate(self.assembler)
+        self.falcon = (
+            FalconAssembler(spec.channel_count, spec.stream_name, spec.sample_rate)
+            if spec.protocol == "falcon-output"
+            else None
+        )
         self.fit = StreamFit(spec.channel_count, spec.sample_rate)
         self.ring = BlockRing(spec.ring_name, spec.ring_slots, spec.slot_samples, spec.channel_count, create=False)
         self.ctx = zmq.Context()
@@ -96,6 +107,7 @@ class Receiver:
         self.first_block_ns: int | None = None
         self._lost: LostItem | None = None  # consecutive refused blocks, sent as one span
         self._stop = False
+        self._cpu0 = 0.0  # CPU time when the receive loop began (imports and setup are not receiving)
 
     # -- events ------------------------------------------------------------------------------------
     def _send(self, item) -> None:
@@ -108,12 +120,16 @@ class Receiver:
         self._send(LogItem(text))
 
     def _send_counters(self, final: bool = False) -> None:
-        counters = {**self.assembler.counters, **self.gate.counters, **self.counters}
-        cpu = time.process_time()
+        assembler = self.assembler if self.falcon is None else self.falcon
+        counters = {**assembler.counters, **self.gate.counters, **self.counters}
+        cpu = time.process_time() - self._cpu0
         self._send(ReceiverCounters(counters, self.samples_received, self.first_block_ns, cpu, final))
 
     # -- messages ----------------------------------------------------------------------------------
     def on_frames(self, frames: list[bytes], now: int) -> None:
+        if self.falcon is not None:
+            self._on_falcon(frames, now)
+            return
         try:
             msg = parse_frames(frames)
         except ProtocolError as err:
@@ -125,6 +141,30 @@ class Receiver:
             return  # valid messages of other kinds (spikes, text events): not used here
         for m in self.gate.admit(msg):
             self._assemble(m, now)
+
+    def _on_falcon(self, frames: list[bytes], now: int) -> None:
+        try:
+            if len(frames) != 1:
+                raise ProtocolError(f"a Falcon Output message is one frame, got {len(frames)}")
+            msg = parse_continuous_data(frames[0])
+        except ProtocolError as err:
+            self.counters["malformed"] += 1
+            if self.counters["malformed"] <= MAX_LOGGED_MALFORMED:
+                self._log(f"warning: malformed message ignored: {err}")
+            return
+        block, ttls, anomalies = self.falcon.on_message(msg, now)
+        verdict = self.fit.on_falcon(msg, anomalies, block is not None)
+        if verdict is not None:
+            self._send(FitItem(self.fit.unfit_reason))
+        if anomalies:
+            self._send(AnomaliesItem(anomalies, now))
+        for line, state, sample in ttls:
+            self._send(TtlItem(line, state, sample, now))
+        if block is not None:
+            if self.first_block_ns is None:
+                self.first_block_ns = now
+            self.samples_received += len(block.data)
+            self._to_ring(block.sample_num, block.data, now)
 
     def _assemble(self, msg: DataMessage | TtlMessage, now: int) -> None:
         if isinstance(msg, TtlMessage):
@@ -173,8 +213,9 @@ class Receiver:
         sub.setsockopt(zmq.RCVHWM, 0)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.MAXMSGSIZE, MAX_DATA_MESSAGE_BYTES)
-        sub.connect(f"tcp://{s.host}:{s.data_port}")
+        self._send(ReceiverReady(os.getpid(), self._connect(sub, f"tcp://{s.host}:{s.data_port}")))
         next_counters = time.monotonic() + COUNTERS_EVERY_S
+        self._cpu0 = time.process_time()
         try:
             while not self._stop:
                 if sub.poll(100):
@@ -191,8 +232,9 @@ class Receiver:
                         break
         finally:
             now = time.monotonic_ns()
-            for m in self.gate.flush():
-                self._assemble(m, now)
+            if self.falcon is None:
+                for m in self.gate.flush():
+                    self._assemble(m, now)
             if self._lost is not None:
                 lost, self._lost = self._lost, None
                 self._send(lost)
@@ -201,6 +243,22 @@ class Receiver:
             self.events.close()
             self.ring.close()
             self.ctx.term()
+
+    @staticmethod
+    def _connect(sub, address: str) -> bool:
+        """Connect; True once the handshake with a publisher completed (within ``CONNECT_WAIT_S``)."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        monitor = sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        try:
+            sub.connect(address)
+            if monitor.poll(int(CONNECT_WAIT_S * 1000)):
+                recv_monitor_message(monitor)
+                return True
+            return False
+        finally:
+            sub.disable_monitor()
+            monitor.close()
 
     def stop(self, *_args) -> None:
         self._stop = True

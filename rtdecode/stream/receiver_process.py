@@ -22,7 +22,8 @@ from pathlib import Path
 
 import zmq
 
-from rtdecode.stream.items import ReceiverEvent
+from rtdecode.errors import RtdecodeError
+from rtdecode.stream.items import ReceiverEvent, ReceiverReady
 from rtdecode.stream.receiver import ReceiverSpec
 from rtdecode.stream.ring import BlockRing, remove_stale_segments, ring_bytes, segment_name
 
@@ -64,6 +65,7 @@ class ReceiverProcess:
             slot_samples=slot_samples,
             events_address=self.events_address,
             parent_pid=os.getpid(),
+            protocol=stream.protocol,
         )
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
@@ -88,6 +90,19 @@ class ReceiverProcess:
         self.restarts += 1
         self.ring.reset()
         self.start()
+
+    def wait_ready(self, timeout_s: float = 60.0) -> ReceiverReady:
+        """Wait for the process's first event (it is up and its SUB socket connecting)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            event = self.poll(100)
+            if isinstance(event, ReceiverReady):
+                return event
+            if event is not None:
+                raise RtdecodeError(f"the receiver process sent {type(event).__name__} before it was ready")
+            if not self.alive:
+                raise RtdecodeError(f"the receiver process exited with code {self.proc.returncode} while starting")
+        raise RtdecodeError(f"the receiver process did not start within {timeout_s:.0f} s")
 
     def poll(self, timeout_ms: int) -> ReceiverEvent | None:
         if not self.events.poll(timeout_ms):

@@ -17,7 +17,17 @@ def register(app: typer.Typer) -> None:
 
 def replay(
     recording: Annotated[Path, typer.Argument(help="Open Ephys recording folder (holding 'Record Node ...')")],
-    port: Annotated[int, typer.Option(help="ZMQ Interface data port (heartbeats on port + 1)")] = 5556,
+    port: Annotated[
+        int | None,
+        typer.Option(help="data port (default: ZMQ Interface 5556, heartbeats on port + 1; Falcon Output 3335)"),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="publish as the ZMQ Interface plugin (zmq-interface: one message per channel per block) or as "
+            "Falcon Output (falcon-output: one FlatBuffers message per block, TTL lines as bits)"
+        ),
+    ] = "zmq-interface",
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     speed: Annotated[str, typer.Option(help="1 = real time, N = N x real time, max = as fast as possible")] = "1",
     block_samples: Annotated[int | None, typer.Option(help="fixed block size (default: GUI-like variable)")] = None,
@@ -38,8 +48,16 @@ def replay(
         bool, typer.Option(help="render every message into memory first, then only send (throughput benchmarks)")
     ] = False,
 ) -> None:
-    """Re-publish a recording exactly as the Open Ephys GUI's ZMQ Interface plugin does."""
-    from rtdecode.replay.replayer import PLUGIN_SEND_HWM, Fault, Replayer
+    """Re-publish a recording exactly as the Open Ephys GUI's ZMQ Interface (or Falcon Output) plugin does."""
+    from rtdecode.replay.replayer import PLUGIN_SEND_HWM, PROTOCOLS, Fault, Replayer
+
+    from rtdecode.stream.falcon import FALCON_DEFAULT_PORT
+
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    falcon = protocol == "falcon-output"
+    if port is None:
+        port = FALCON_DEFAULT_PORT if falcon else 5556
 
     from rtdecode.config import is_loopback
 
@@ -73,13 +91,18 @@ def replay(
             preload=preload,
             channels=mask,
             send_hwm=0 if lossless else PLUGIN_SEND_HWM,
+            protocol=protocol,
         )
     except ValueError as err:
-        raise typer.BadParameter(f"--channels {channels!r}: {err}") from None
+        raise typer.BadParameter(
+            str(err) if "protocol" in str(err) or "stray" in str(err) else f"--channels {channels!r}: {err}"
+        ) from None
     src = r.source
     err_console.print(
         f"replaying {recording}: {src.n_channels} ch x {src.n_samples} samples at {src.sample_rate:g} Hz, "
-        f"{len(src.ttl_samples)} TTL events, on tcp://{host}:{port} (heartbeat :{port + 1}), speed {speed}, "
+        f"{len(src.ttl_samples)} TTL events, on tcp://{host}:{port} "
+        + ("as Falcon Output" if falcon else f"(heartbeat :{port + 1})")
+        + f", speed {speed}, "
         + ("lossless" if lossless else f"send high-water mark {PLUGIN_SEND_HWM} messages (drops beyond, as the plugin)")
     )
     import signal

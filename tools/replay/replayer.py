@@ -13,6 +13,13 @@ recording's numbering, so it may have gaps), and keeps libzmq's default send hig
 explicit lossless mode for throughput benchmarks. On close it lingers 30 s, so a slower subscriber
 still receives the tail of a lossless replay.
 
+With ``protocol="falcon-output"`` it publishes as the Falcon Output plugin does instead
+(``rtdecode.stream.falcon``): one FlatBuffers message per block holding every selected channel,
+channel-major, and a per-sample ``event_codes`` word with the TTL lines (0..15) as bits;
+``message_id`` from 1; no heartbeat socket (the plugin has none: a subscription on the XPUB socket
+is what ``wait_for_heartbeat_s`` waits for); libzmq's default send high-water mark of 1,000
+messages, which is 1,000 blocks there.
+
 Faults for tests, each at a message count ``K`` (the plugin's ``message_num`` it would have had):
 ``drop=K``, ``duplicate=K``, ``reorder=K`` (K+1 is sent before K), ``truncate=K`` (payload cut
 in half), ``corrupt=K`` (header not JSON), ``restart=K`` (acquisition restarts before message K:
@@ -21,7 +28,9 @@ in half), ``corrupt=K`` (header not JSON), ``restart=K`` (acquisition restarts b
 header with one thing wrong: ``channel`` (channel_num = the channel count), ``rate`` (25 kHz),
 ``stream`` (another stream's name), ``sample`` (an absurd sample_num, with K's own message_num,
 as an injected message would carry), ``stranger`` (another publisher's message_num 1) or ``huge``
-(1 M samples in one message).
+(1 M samples in one message). Falcon Output takes ``drop``, ``duplicate``, ``reorder``, ``truncate``,
+``corrupt`` (the table's root offset overwritten), ``restart`` and ``stall``, with ``K`` counting
+blocks.
 """
 
 from __future__ import annotations
@@ -33,10 +42,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 import zmq
 
 from rtdecode.errors import RecordingError
+from rtdecode.stream.falcon import FALCON_TTL_LINES, serialise_continuous_data
 from rtdecode.stream.protocol import EVENT_ENVELOPE, BlockFramer, ttl_frames
 from rtdecode.stream.recording import RecordingSource
 
@@ -45,6 +56,7 @@ PLUGIN_SEND_HWM = 1000
 CLOSE_LINGER_MS = 30_000
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall", "stray")
 STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger", "huge")
+PROTOCOLS = ("zmq-interface", "falcon-output")
 
 
 @dataclass
@@ -125,9 +137,15 @@ class Replayer:
         preload: bool = False,
         channels: list[int] | None = None,
         send_hwm: int = PLUGIN_SEND_HWM,
+        protocol: str = "zmq-interface",
     ) -> None:
         if preload and faults:
             raise ValueError("preload renders every message before sending; it cannot inject faults")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+        if protocol == "falcon-output" and any(f.kind == "stray" for f in faults or []):
+            raise ValueError("stray faults are ZMQ Interface messages; Falcon Output takes the others")
+        self.protocol = protocol
         self.source = RecordingSource(recording_dir)
         self.preload = preload
         self.port = int(port)
@@ -182,7 +200,9 @@ class Replayer:
 
     # -- publishing --------------------------------------------------------------------------------
     def run(self) -> ReplayStats:
-        pub = self._ctx.socket(zmq.PUB)
+        falcon = self.protocol == "falcon-output"
+        # XPUB sends as PUB does and also tells us when a subscriber is there (Falcon has no heartbeat)
+        pub = self._ctx.socket(zmq.XPUB if falcon else zmq.PUB)
         # Long enough that a slower subscriber still gets the tail of a lossless replay before we exit.
         pub.setsockopt(zmq.LINGER, CLOSE_LINGER_MS)
         # The plugin keeps libzmq's default (1,000 messages) and drops beyond it when a subscriber falls
@@ -198,9 +218,14 @@ class Replayer:
             ) from None
         hb_ready = threading.Event()
         hb = threading.Thread(target=self._heartbeat_loop, args=(hb_ready,), daemon=True, name="replay-heartbeat")
-        hb.start()
-        hb_ready.wait(5)
-        if self.wait_for_heartbeat_s > 0:
+        if not falcon:
+            hb.start()
+            hb_ready.wait(5)
+        if self.wait_for_heartbeat_s > 0 and falcon:
+            if pub.poll(int(self.wait_for_heartbeat_s * 1000)):
+                pub.recv()  # a subscription: b"\x01" + topic
+                time.sleep(0.2)
+        elif self.wait_for_heartbeat_s > 0:
             self._heartbeat_seen.wait(self.wait_for_heartbeat_s)
             time.sleep(0.2)  # let the subscriber's SUB finish connecting
         t_start = time.monotonic()
@@ -222,7 +247,8 @@ class Replayer:
         finally:
             self.stats.wall_s = time.monotonic() - t_start
             self._stop.set()
-            hb.join(2)
+            if hb.is_alive():
+                hb.join(2)
             pub.close()
         return self.stats
 
@@ -243,9 +269,15 @@ class Replayer:
                 self.stats.messages_sent += 1
                 f = None
             elif f.kind == "truncate":
-                frames = [frames[0], frames[1], frames[2][: len(frames[2]) // 2]]
+                if len(frames) == 1:  # Falcon Output: the table cut in half
+                    frames = [frames[0][: len(frames[0]) // 2]]
+                else:
+                    frames = [frames[0], frames[1], frames[2][: len(frames[2]) // 2]]
             elif f.kind == "corrupt":
-                frames = [frames[0], b"{ this is not JSON", frames[2]]
+                if len(frames) == 1:  # Falcon Output: the root offset points outside the buffer
+                    frames = [b"\xff\xff\xff\x7f" + frames[0][4:]]
+                else:
+                    frames = [frames[0], b"{ this is not JSON", frames[2]]
             elif f.kind == "reorder":
                 pending.append(frames)  # sent after the next message
                 return
@@ -303,6 +335,9 @@ class Replayer:
             self.stats.samples += i1 - i0
 
     def _replay_once(self, pub) -> None:
+        if self.protocol == "falcon-output":
+            self._replay_once_falcon(pub)
+            return
         src = self.source
         t0 = time.monotonic()
         count = 0  # the plugin's message_num
@@ -362,5 +397,57 @@ class Replayer:
                     message_num, c, block[c].tobytes(), int(n), first, ts, names[c] if self.send_channel_names else None
                 )
                 self._send(pub, frames, count, pending)
+            self.stats.blocks += 1
+            self.stats.samples += int(n)
+
+    def _replay_once_falcon(self, pub) -> None:
+        """One pass as Falcon Output: one message per block, TTL lines as bits of ``event_codes``."""
+        src = self.source
+        t0 = time.monotonic()
+        message_id = 0
+        sample_offset = 0
+        word = 0
+        pending: list = []
+        builder = None
+        rows = np.asarray(self.channels)
+        for count, (i0, i1, ttl_i, j) in enumerate(src.blocks(self.block_samples, self.seed), start=1):
+            if self._stop.is_set():
+                return
+            n = i1 - i0
+            if isinstance(pub, _Rendered):
+                pub.block_starts.append((i0, len(pub.frames)))
+            elif self.speed:
+                delay = t0 + i0 / (src.sample_rate * self.speed) - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            f = self.faults.get(count)
+            if f is not None and f.kind == "restart":
+                self.stats.faults_applied["restart"] = self.stats.faults_applied.get("restart", 0) + 1
+                message_id = 0
+                sample_offset = int(src.sample_numbers[i0])
+                word = 0  # the plugin clears its word when acquisition starts
+            first = int(src.sample_numbers[i0])
+            codes = np.full(n, word, np.uint16)
+            for k in range(ttl_i, j):  # a block's few TTL events, in order
+                line = int(src.ttl_lines[k])
+                if line >= FALCON_TTL_LINES:
+                    continue  # the plugin carries lines 0..15 only
+                word = (word | (1 << line)) if int(src.ttl_states[k]) else (word & ~(1 << line))
+                codes[max(0, int(src.ttl_samples[k]) - first) :] = word
+                self.stats.ttl_events += 1
+            message_id += 1
+            block = src.block_uv(i0, i1).T  # (channels, samples): channel-major, as the plugin flattens
+            builder = builder or flatbuffers.Builder(1 << 20)
+            buf = serialise_continuous_data(
+                block[rows],
+                codes,
+                src.stream_name,
+                first - sample_offset,
+                message_id,
+                src.sample_rate,
+                time.monotonic(),
+                builder,
+            )
+            self._send(pub, [buf], count, pending)
             self.stats.blocks += 1
             self.stats.samples += int(n)

@@ -1,0 +1,154 @@
+"""Falcon Output messages -> blocks, TTL edges and continuity anomalies.
+
+A Falcon message is already a whole block (all channels), so nothing is assembled across messages;
+what the ZMQ Interface's :class:`~rtdecode.stream.assembler.BlockAssembler` checks is checked here
+the same way, with the same counter and anomaly names, so the daemon treats both protocols alike:
+
+- messages that are not ours (another stream, rate or channel count, more samples than a block can
+  hold) are refused before they touch continuity;
+- ``message_id`` continuity: a jump = blocks lost (their span is an anomaly), a repeat or step back
+  = duplicate (dropped), back to 1 = acquisition restarted;
+- ``sample_num`` continuity: each block starts where the previous one ended (a gap, or a restart
+  when it goes back);
+- TTL edges: the bits of ``event_codes`` that change from one sample to the next (the word before
+  a block's first sample is the last one of the previous block; 0 at the start of an acquisition,
+  as the plugin resets it) become (line, state, sample) events. Edges are few: the search is one
+  vectorised XOR over the block, and only the samples where the word changes are visited.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtdecode.stream.assembler import Anomaly, Block
+from rtdecode.stream.falcon import FALCON_TTL_LINES, FalconMessage
+
+
+class FalconAssembler:
+    def __init__(self, n_channels: int, stream_name: str | None, sample_rate: float, max_block: int = 1 << 16) -> None:
+        self.n_channels = int(n_channels)
+        self.stream_name = stream_name
+        self.sample_rate = float(sample_rate)
+        self.max_block = int(max_block)
+        self.last_message_id: int | None = None
+        self.expected_sample: int | None = None
+        self.last_code = 0
+        self.counters = {
+            "messages": 0,
+            "blocks": 0,
+            "ttl": 0,
+            "message_gaps": 0,
+            "lost_messages": 0,
+            "duplicates": 0,
+            "sample_gaps": 0,
+            "incomplete_blocks": 0,
+            "restarts": 0,
+            "wrong_stream": 0,
+            "wrong_channel_count": 0,
+            "wrong_sample_rate": 0,
+            "oversized": 0,
+        }
+
+    def _refuse(self, msg: FalconMessage) -> Anomaly | None:
+        span = (msg.sample_num, msg.sample_num + msg.n_samples)
+        if self.stream_name is not None and msg.stream != self.stream_name:
+            self.counters["wrong_stream"] += 1
+            return Anomaly("wrong_stream", *span, f"stream {msg.stream!r}, expected {self.stream_name!r}")
+        if msg.sample_rate != round(self.sample_rate):  # the plugin sends (int) sampleRate
+            self.counters["wrong_sample_rate"] += 1
+            return Anomaly(
+                "wrong_sample_rate", *span, f"sample rate {msg.sample_rate} Hz, expected {self.sample_rate} Hz"
+            )
+        if msg.n_channels != self.n_channels:
+            self.counters["wrong_channel_count"] += 1
+            return Anomaly(
+                "wrong_channel_count", *span, f"{msg.n_channels} channels in a block, expected {self.n_channels}"
+            )
+        if msg.n_samples > self.max_block:
+            self.counters["oversized"] += 1
+            return Anomaly(
+                "oversized", msg.sample_num, msg.sample_num + 1, f"{msg.n_samples} samples, more than {self.max_block}"
+            )
+        return None
+
+    def on_message(
+        self, msg: FalconMessage, arrival_ns: int
+    ) -> tuple[Block | None, list[tuple[int, int, int]], list[Anomaly]]:
+        """(block or None, TTL edges as (line, state, sample), anomalies)."""
+        refused = self._refuse(msg)
+        if refused is not None:
+            return None, [], [refused]
+        anomalies: list[Anomaly] = []
+        self.counters["messages"] += 1
+        last, num = self.last_message_id, msg.message_id
+        if last is not None and num != last + 1:
+            if num == 1:
+                self.counters["restarts"] += 1
+                anomalies.append(
+                    Anomaly("restart", msg.sample_num, msg.sample_num, f"message_id restarted at 1 after {last}")
+                )
+                self.expected_sample = None
+                self.last_code = 0
+            elif num > last + 1:
+                self.counters["message_gaps"] += 1
+                self.counters["lost_messages"] += num - last - 1
+                start = self.expected_sample if self.expected_sample is not None else msg.sample_num
+                anomalies.append(
+                    Anomaly(
+                        "message_gap",
+                        min(start, msg.sample_num),
+                        msg.sample_num + 1,
+                        f"{num - last - 1} block(s) lost (message_id {last} -> {num})",
+                    )
+                )
+            else:
+                self.counters["duplicates"] += 1
+                anomalies.append(Anomaly("duplicate", msg.sample_num, msg.sample_num, f"message_id {num} after {last}"))
+                return None, [], anomalies
+        self.last_message_id = num
+        exp = self.expected_sample
+        if exp is not None and msg.sample_num != exp:
+            if msg.sample_num < exp:
+                self.counters["restarts"] += 1
+                anomalies.append(
+                    Anomaly(
+                        "restart",
+                        msg.sample_num,
+                        msg.sample_num,
+                        f"sample_num went back from {exp} to {msg.sample_num}",
+                    )
+                )
+                self.last_code = 0
+            elif not any(a.kind == "message_gap" for a in anomalies):  # a lost block already covers it
+                self.counters["sample_gaps"] += 1
+                anomalies.append(
+                    Anomaly(
+                        "sample_gap",
+                        exp,
+                        msg.sample_num,
+                        f"{msg.sample_num - exp} samples missing before {msg.sample_num}",
+                    )
+                )
+        ttls = self._edges(msg)
+        self.expected_sample = msg.sample_num + msg.n_samples
+        self.counters["blocks"] += 1
+        return Block(msg.sample_num, msg.samples.T, arrival_ns), ttls, anomalies
+
+    def _edges(self, msg: FalconMessage) -> list[tuple[int, int, int]]:
+        codes = msg.event_codes
+        if codes.size == 0:
+            return []
+        prev = np.empty(codes.size, np.uint16)
+        prev[0] = self.last_code
+        prev[1:] = codes[:-1]
+        changed = np.flatnonzero(prev != codes)
+        self.last_code = int(codes[-1])
+        edges = []
+        for i in changed:  # only where the word changes: a handful per block at most
+            before, after = int(prev[i]), int(codes[i])
+            diff = before ^ after
+            for line in range(FALCON_TTL_LINES):
+                if diff >> line & 1:
+                    edges.append((line, after >> line & 1, msg.sample_num + int(i)))
+        self.counters["ttl"] += len(edges)
+        return edges
