@@ -156,7 +156,12 @@ def make_matcher(templates, sorting: SortingConfig, sample_rate: float):
 def make_online_sorter(templates, n_channels: int, sample_rate: float, sorting: SortingConfig) -> OnlineSorter:
     """Causal preprocessing (carried state) + the configured matcher, fed block by block."""
     pre = StreamingPreprocessor(
-        n_channels, sample_rate, sorting.highpass_hz, sorting.filter_order, sorting.common_reference
+        n_channels,
+        sample_rate,
+        sorting.highpass_hz,
+        sorting.filter_order,
+        sorting.common_reference,
+        sorting.preprocess_threads,
     )
     return OnlineSorter(make_matcher(templates, sorting, sample_rate), pre)
 

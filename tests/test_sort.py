@@ -48,6 +48,23 @@ def test_streaming_preprocessing_equals_sosfilt_and_numpy_reference(n_channels, 
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("threads", [2, 3, 7])
+@pytest.mark.parametrize("reference", ["median", "average", "none"])
+def test_threaded_preprocessing_is_bit_for_bit_the_single_thread_one(threads, reference):
+    rng = np.random.default_rng(threads)
+    x = (rng.normal(0, 10, (2500, 96)) + 300).astype(np.float32)
+    x[::7, :40] = 0.0  # ties in the median
+    one = StreamingPreprocessor(96, 30000.0, reference=reference)
+    many = StreamingPreprocessor(96, 30000.0, reference=reference, threads=threads)
+    assert many.threads == threads
+    cuts = [0, 1, 3, 700, 2100, 2500]  # chunks smaller than the thread count, too
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        np.testing.assert_array_equal(many.process(x[a:b]), one.process(x[a:b]))
+    np.testing.assert_array_equal(many.zi, one.zi)  # the carried state too
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        StreamingPreprocessor(4, 30000.0, threads=0)
+
+
 def test_ground_truth_templates_on_daemon_preprocessing(small_animal, tmp_path):
     m = json.loads((small_animal / "animal.json").read_text())
     rec = read_recording(small_animal / m["recording"], small_animal / "probe.json")
