@@ -1,7 +1,10 @@
 """Shared fixtures: simulated animals (the foundation of every test), test tiers.
 
 Tiers (Kilosort-style flags): ``--runslow`` runs tests marked ``slow``; tests marked ``gpu`` run
-only where an NVIDIA GPU and TensorRT are importable, and are skipped with the reason otherwise.
+only where an NVIDIA GPU and TensorRT are importable, tests marked ``cuda`` where torch sees a CUDA
+GPU, and both are skipped with the reason otherwise. The simulator is imported inside the fixtures
+that use it, so the ``cuda`` tests run on a GPU machine that has torch and numpy but not the
+project's other dependencies (``tools/gpu_check.sh``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ import json
 from pathlib import Path
 
 import pytest
-from rtdecode.offline.sim.simulate import SimulationParams, simulate
 
 
 def pytest_addoption(parser):
@@ -32,9 +34,22 @@ def _gpu_reason() -> str | None:
     return None
 
 
+def _cuda_reason() -> str | None:
+    try:
+        import torch
+    except Exception as err:
+        return f"torch is not importable ({type(err).__name__}: {err})"
+    if not torch.cuda.is_available():
+        return f"no CUDA GPU is visible to torch {torch.__version__} (torch.cuda.is_available() is False)"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     gpu_reason = _gpu_reason()
+    cuda_reason = _cuda_reason() if any("cuda" in item.keywords for item in items) else None
     for item in items:
+        if "cuda" in item.keywords and cuda_reason:
+            item.add_marker(pytest.mark.skip(reason=cuda_reason))
         if "slow" in item.keywords and not config.getoption("--runslow"):
             item.add_marker(pytest.mark.skip(reason="slow test: run with --runslow"))
         if "gpu" in item.keywords and gpu_reason:
@@ -45,6 +60,8 @@ def pytest_collection_modifyitems(config, items):
 def small_animal(tmp_path_factory) -> Path:
     """One animal with a 30 kHz recording: 16 channels, 20 units, 1 repeat (~65 s of data)."""
     out = tmp_path_factory.mktemp("sim_small")
+    from rtdecode.offline.sim.simulate import SimulationParams, simulate
+
     params = SimulationParams(animals=1, channels=16, units=20, repeats=1, seed=7)
     return simulate(params, out)[0]
 
@@ -53,6 +70,8 @@ def small_animal(tmp_path_factory) -> Path:
 def realism_animal(tmp_path_factory) -> Path:
     """One animal without a recording, 48 units and 3 repeats, for response statistics."""
     out = tmp_path_factory.mktemp("sim_realism")
+    from rtdecode.offline.sim.simulate import SimulationParams, simulate
+
     params = SimulationParams(animals=1, channels=32, units=48, repeats=3, seed=3, write_recording=False)
     return simulate(params, out)[0]
 
@@ -83,6 +102,8 @@ def manifest(folder: Path) -> dict:
 def three_animals(tmp_path_factory) -> list[Path]:
     """Three small animals with recordings (16 channels, 24 units, 1 repeat)."""
     out = tmp_path_factory.mktemp("sim_three")
+    from rtdecode.offline.sim.simulate import SimulationParams, simulate
+
     params = SimulationParams(animals=3, channels=16, units=24, repeats=1, seed=2)
     return simulate(params, out)
 

@@ -1,4 +1,5 @@
-"""Pick a backend: ``auto`` = TensorRT when a GPU and tensorrt are present, else ONNX Runtime."""
+"""Pick a backend: ``auto`` = TensorRT when a GPU and tensorrt are present, else torch-cuda when
+torch sees a CUDA GPU, else ONNX Runtime on the CPU."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def make_backend(
     engine_cache_dir: str | Path | None = None,
     log=print,
 ) -> Backend:
-    """Create the backend ``kind`` (auto, onnxruntime, tensorrt, torch) for a decoder bundle.
+    """Create the backend ``kind`` (auto, onnxruntime, tensorrt, torch-cuda, torch) for a decoder bundle.
 
     ``precision = "int8"`` runs the bundle's INT8 model (``model.int8.onnx``) on ONNX Runtime; a
     bundle without one is refused with the builder's reason."""
@@ -61,8 +62,12 @@ def make_backend(
 
                 return TensorRTBackend(onnx_path, cache, precision, log)
             except (BackendUnavailable, RuntimeError) as err:
-                warnings.warn(f"TensorRT failed ({err}); falling back to ONNX Runtime", stacklevel=2)
-        kind = "onnxruntime"
+                warnings.warn(f"TensorRT failed ({err}); falling back", stacklevel=2)
+        from rtdecode.inference.torch_cuda_backend import cuda_unavailable
+
+        kind = "torch-cuda" if cuda_unavailable() is None else "onnxruntime"
+        if kind == "torch-cuda" and precision not in ("fp16", "fp32"):
+            kind = "onnxruntime"
     if kind == "onnxruntime":
         from rtdecode.inference.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -71,9 +76,14 @@ def make_backend(
         from rtdecode.inference.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(onnx_path, cache, precision, log)
+    if kind == "torch-cuda":
+        from rtdecode.inference.torch_cuda_backend import TorchCudaBackend
+
+        m = read_manifest(bundle_dir)
+        return TorchCudaBackend.from_bundle(bundle_dir, m.image_size, m.architecture.model_dump(), precision)
     if kind == "torch":
         from rtdecode.inference.torch_backend import TorchBackend
 
         m = read_manifest(bundle_dir)
         return TorchBackend.from_bundle(bundle_dir, m.image_size, m.architecture.model_dump(), intra_op_threads)
-    raise BackendUnavailable(f"unknown backend {kind!r}; expected auto, onnxruntime, tensorrt or torch")
+    raise BackendUnavailable(f"unknown backend {kind!r}; expected auto, onnxruntime, tensorrt, torch-cuda or torch")
