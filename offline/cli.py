@@ -357,6 +357,9 @@ def bench_online(
     protocol: Annotated[
         str, typer.Option(help="input protocol of the whole-path run: zmq-interface or falcon-output")
     ] = "zmq-interface",
+    preprocess_threads: Annotated[
+        int, typer.Option(help="[sorting] preprocess_threads of the whole-path run (cores to spare)")
+    ] = 1,
     seed: Annotated[int, typer.Option(help="seed of the synthetic streams")] = 0,
 ) -> None:
     """Online sorting vs SpikeInterface engines at 64/384/1536 channels, and the whole daemon path."""
@@ -393,6 +396,7 @@ def bench_online(
         log=lambda m: err_console.print(m, highlight=False),
         precision=precision,
         protocol=protocol,
+        preprocess_threads=preprocess_threads,
     )
     table = Table(title=f"online sorting, {duration:g} s per stream ({r['machine']['cpus']} CPUs)")
     for col in ("channels", "units", "engine", "x real time", "preproc s", "match s", "acc", "acc SNR>=5"):

@@ -381,6 +381,7 @@ def bench_whole_path(
     preload: bool | None = None,
     precision: str = "fp32",
     protocol: str = "zmq-interface",
+    preprocess_threads: int = 1,
 ) -> dict:
     """Replay a synthetic stream (separate process) through the daemon; latency and capacity.
 
@@ -403,6 +404,7 @@ def bench_whole_path(
         update={
             "stream": cfg.stream.model_copy(update={"channel_count": n_channels, "protocol": protocol}),
             "model": cfg.model.model_copy(update={"precision": precision, "backend": "onnxruntime"}),
+            "sorting": cfg.sorting.model_copy(update={"preprocess_threads": preprocess_threads}),
         }
     )
     line = cfg.trials.ttl_line
@@ -439,6 +441,7 @@ def bench_whole_path(
         "image_size": image_size,
         "precision": precision,
         "protocol": protocol,
+        "preprocess_threads": preprocess_threads,
         "speed": speed,
         "replayer_preloaded": preload,
         "onsets": int(len(onsets)),
@@ -479,6 +482,7 @@ def run_online_bench(
     log=print,
     precision: str = "fp32",
     protocol: str = "zmq-interface",
+    preprocess_threads: int = 1,
 ) -> dict:
     from rtdecode.offline.bench.offline_bench import machine
 
@@ -497,6 +501,7 @@ def run_online_bench(
                 log,
                 precision=precision,
                 protocol=protocol,
+                preprocess_threads=preprocess_threads,
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=float))
