@@ -71,7 +71,10 @@ class Daemon:
         log_path: str | Path | None = None,
         ring_slots: int = 128,
         log=print,
+        lossless: bool = False,
     ) -> None:
+        """``lossless=True``: a full ring makes the receiver wait instead of dropping the block
+        (throughput benchmarks; on a rig the plugin would drop upstream instead)."""
         self.cfg = config
         self.log = log
         self.state = "starting"
@@ -123,7 +126,9 @@ class Daemon:
         self.started_at = time.time()
         self.warmup_inference_ms: float | None = None
         # last: it owns a shared-memory segment, which close() (from wait()) removes
-        self.receiver = ReceiverProcess(config.stream, self.ctx, self.run_id, ring_slots, log=log)
+        self.receiver = ReceiverProcess(
+            config.stream, self.ctx, self.run_id, ring_slots, log=log, wait_when_full=lossless
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
     def warmup(self) -> None:

@@ -167,3 +167,54 @@ def test_a_lost_and_a_damaged_falcon_block_degrade_only_their_trials(bundle, pul
     assert sorted(onsets) == sorted(set(onsets)) and len(onsets) == len(ONSETS)
     degraded = [d for d in res.decisions if d["status"] != "ok"]
     assert 1 <= len(degraded) <= 4 and c["degraded"] == len(degraded)  # only trials overlapping the two blocks
+
+
+@pytest.mark.parametrize("lossless", [False, True])
+def test_a_full_ring_drops_and_degrades_on_a_rig_and_waits_when_lossless(bundle, pulsed_recording, tmp_path, lossless):
+    """Falcon flat out into a 2-block ring: the worker cannot keep up. On a rig the receiver refuses
+    blocks (overruns, their trials degraded, every onset still decided once); lossless, it waits."""
+    import json
+    import threading
+    import time
+
+    from rtdecode.replay.replayer import Replayer
+
+    from rtdecode.daemon import Daemon
+
+    cfg = rig(16, tmp_path, protocol="falcon-output", heartbeat_port=None)
+    log = tmp_path / "d.jsonl"
+    d = Daemon(cfg, bundle, log, ring_slots=2, log=lambda *_: None, lossless=lossless)
+    d.start()
+    rep = Replayer(
+        pulsed_recording,
+        cfg.stream.data_port,
+        speed=None,
+        preload=True,
+        send_hwm=0,
+        protocol="falcon-output",
+        wait_for_heartbeat_s=10,
+    )
+    th = threading.Thread(target=rep.run)
+    th.start()
+    th.join()
+    deadline = time.monotonic() + 60
+    while d.pipeline.samples_processed + 0 < rep.stats.samples and time.monotonic() < deadline:
+        if not lossless and d.receiver_counters.samples_received >= rep.stats.samples and d.receiver.ring.fill == 0:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    d.stop()
+    d.wait()
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    stop = records[-1]
+    c = stop["status"]["counters"]
+    decisions = [r for r in records if "seq" in r]
+    assert stop["onsets"]["undecided"] == 0 and len(decisions) == stop["onsets"]["seen"]
+    assert stop["stream_s"]["received"] == rep.stats.samples / FS
+    if lossless:
+        assert c["overruns"] == 0 and stop["stream_s"]["processed"] == stop["stream_s"]["received"]
+        assert len(decisions) == len(ONSETS) and all(r["status"] == "ok" for r in decisions)
+    else:
+        assert c["overruns"] > 0 and stop["stream_s"]["processed"] < stop["stream_s"]["received"]
+        degraded = [r for r in decisions if r["status"] != "ok"]
+        assert degraded and all("overrun" in r["status"] or "gap" in r["status"] for r in degraded)

@@ -105,7 +105,8 @@ def replay_through_daemon(
     daemon, as on a rig where the GUI is another program); faults need the in-process replayer.
     ``preload=True``: the replayer renders every message before sending (throughput benchmarks).
     ``lossless=False`` (default): the replayer drops like the plugin when the daemon falls behind
-    (send high-water mark 1,000 messages); ``True`` never drops (throughput benchmarks)."""
+    (send high-water mark 1,000 messages); ``True`` never drops, upstream nor in the daemon's ring
+    (throughput benchmarks)."""
     if replayer_process and faults:
         raise ValueError("faults need the in-process replayer (replayer_process=False)")
     messages: list[str] = []
@@ -115,7 +116,7 @@ def replay_through_daemon(
         if log is not None:
             log(msg)
 
-    daemon = Daemon(cfg, bundle, log_path, log=sink)
+    daemon = Daemon(cfg, bundle, log_path, log=sink, lossless=lossless)
     daemon.start()
     host = "127.0.0.1" if cfg.outputs.bind_host in ("0.0.0.0", "::") else cfg.outputs.bind_host
     client = DecisionClient(f"tcp://{host}:{cfg.outputs.decision_port}")
@@ -146,6 +147,7 @@ def replay_through_daemon(
     th.start()
     decisions: list[dict] = []
     last_new = time.monotonic()
+    last_progress = (0, 0)
     try:
         while th.is_alive() or time.monotonic() - last_new < settle_s:
             if daemon.state == "failed":
@@ -153,9 +155,13 @@ def replay_through_daemon(
             d = client.poll(50)
             if on_tick is not None:
                 on_tick()
+            # still catching up (the receiver draining its socket, the worker its ring) is not idle
+            progress = (daemon.receiver_counters.samples_received, daemon.pipeline.samples_processed)
+            if d is not None or progress != last_progress:
+                last_progress = progress
+                last_new = time.monotonic()
             if d is not None:
                 decisions.append(d)
-                last_new = time.monotonic()
             elif daemon.state == "failed" and not th.is_alive():
                 break
     finally:

@@ -51,7 +51,7 @@ class LostItem:
     start: int
     end: int
     arrival_ns: int
-    reason: str = "queue overrun"
+    reason: str = "ring overrun"
 
 
 @dataclass(slots=True)

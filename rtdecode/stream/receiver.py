@@ -75,6 +75,9 @@ class ReceiverSpec:
     events_address: str
     parent_pid: int
     protocol: str = "zmq-interface"  # or "falcon-output"
+    #: wait for room when the ring is full instead of refusing the block (lossless benchmarks and
+    #: offline replays; a rig drops and degrades, so the receiver never stops draining the socket)
+    wait_when_full: bool = False
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -194,6 +197,9 @@ class Receiver:
         for i in range(0, len(data), step):  # a block longer than a slot takes several (never seen from the GUI)
             chunk = data[i : i + step]
             seq = self.ring.write(first + i, chunk, now)
+            while seq is None and self.spec.wait_when_full and not self._stop:
+                time.sleep(0.0002)
+                seq = self.ring.write(first + i, chunk, now)
             if seq is None:
                 self.counters["overruns"] += 1
                 start, end = first + i, first + i + len(chunk)

@@ -40,6 +40,7 @@ class ReceiverProcess:
         slots: int,
         log=print,
         slot_samples: int = SLOT_SAMPLES,
+        wait_when_full: bool = False,
     ) -> None:
         self.log = log
         stale = remove_stale_segments()
@@ -66,6 +67,7 @@ class ReceiverProcess:
             events_address=self.events_address,
             parent_pid=os.getpid(),
             protocol=stream.protocol,
+            wait_when_full=wait_when_full,
         )
         self.proc: subprocess.Popen | None = None
         self.restarts = 0

@@ -109,6 +109,11 @@ def replay(
 
     signal.signal(signal.SIGINT, lambda *_: r.stop())
     st = r.run()
+    # Messages still queued go out before the process exits (the socket's linger: 30 s, lossless
+    # 10 min, none after Ctrl-C); an interpreter exit would drop them.
+    import zmq
+
+    zmq.Context.instance().term()
     err_console.print(
         f"sent {st.messages_sent} messages, {st.blocks} blocks, {st.ttl_events} TTL events in "
         f"{st.wall_s:.1f} s ({st.samples / src.sample_rate / max(st.wall_s, 1e-9):.1f} x real time); "

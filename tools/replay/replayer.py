@@ -10,8 +10,8 @@ possible with ``speed=None``). Like the plugin it sends ``content.channel_name``
 always do), only the channels selected in its mask (``channels``: ``channel_num`` keeps the
 recording's numbering, so it may have gaps), and keeps libzmq's default send high-water mark of
 1,000 messages, dropping silently beyond it when a subscriber falls behind; ``send_hwm=0`` is the
-explicit lossless mode for throughput benchmarks. On close it lingers 30 s, so a slower subscriber
-still receives the tail of a lossless replay.
+explicit lossless mode for throughput benchmarks. On close it lingers 30 s (lossless: up to 10 min,
+so a slower subscriber still receives the whole tail).
 
 With ``protocol="falcon-output"`` it publishes as the Falcon Output plugin does instead
 (``rtdecode.stream.falcon``): one FlatBuffers message per block holding every selected channel,
@@ -54,6 +54,7 @@ from rtdecode.stream.recording import RecordingSource
 #: The ZMQ Interface plugin's send high-water mark: libzmq's default, which the plugin keeps.
 PLUGIN_SEND_HWM = 1000
 CLOSE_LINGER_MS = 30_000
+LOSSLESS_LINGER_MS = 600_000
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall", "stray")
 STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger", "huge")
 PROTOCOLS = ("zmq-interface", "falcon-output")
@@ -170,10 +171,13 @@ class Replayer:
         self.send_hwm = int(send_hwm)
         self.stats = ReplayStats()
         self._stop = threading.Event()
+        self._aborted = False
         self._heartbeat_seen = threading.Event()
         self._ctx = zmq.Context.instance()
 
     def stop(self) -> None:
+        """Stop sending; what is still queued is dropped at close (no linger)."""
+        self._aborted = True
         self._stop.set()
 
     # -- heartbeat REP on port + 1 ----------------------------------------------------------------
@@ -204,7 +208,8 @@ class Replayer:
         # XPUB sends as PUB does and also tells us when a subscriber is there (Falcon has no heartbeat)
         pub = self._ctx.socket(zmq.XPUB if falcon else zmq.PUB)
         # Long enough that a slower subscriber still gets the tail of a lossless replay before we exit.
-        pub.setsockopt(zmq.LINGER, CLOSE_LINGER_MS)
+        # Lossless, what is queued is never dropped at close: wait (up to 10 min) for the subscriber.
+        pub.setsockopt(zmq.LINGER, CLOSE_LINGER_MS if self.send_hwm else LOSSLESS_LINGER_MS)
         # The plugin keeps libzmq's default (1,000 messages) and drops beyond it when a subscriber falls
         # behind; 0 (lossless, for throughput benchmarks) never drops.
         pub.setsockopt(zmq.SNDHWM, self.send_hwm)
@@ -249,6 +254,8 @@ class Replayer:
             self._stop.set()
             if hb.is_alive():
                 hb.join(2)
+            if self._aborted:
+                pub.setsockopt(zmq.LINGER, 0)
             pub.close()
         return self.stats
 
