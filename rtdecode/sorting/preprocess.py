@@ -67,51 +67,67 @@ def _kth_smallest(a, n, k, b):  # pragma: no cover - compiled
     return a[k]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _filter_row(w, sos, zi):  # pragma: no cover - compiled
+    """One sample of every channel (``w``, float64, in place) through the cascade of sections,
+    direct form II transposed, state ``zi`` (sections, 2, channels) updated."""
+    C = w.shape[0]
+    for s in range(sos.shape[0]):
+        b0 = sos[s, 0]
+        b1 = sos[s, 1]
+        b2 = sos[s, 2]
+        a1 = sos[s, 4]
+        a2 = sos[s, 5]
+        for c in range(C):
+            xi = w[c]
+            yi = b0 * xi + zi[s, 0, c]
+            zi[s, 0, c] = b1 * xi - a1 * yi + zi[s, 1, c]
+            zi[s, 1, c] = b2 * xi - a2 * yi
+            w[c] = yi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_reference(w, mode, a, b):  # pragma: no cover - compiled
+    """The common reference of one sample: the median across channels (mode 1, the mean of the two
+    middle values for an even count) or the mean (mode 2); ``a`` and ``b`` are scratch."""
+    C = w.shape[0]
+    half = C // 2
+    ref = 0.0
+    if mode == 1:
+        for c in range(C):
+            a[c] = w[c]
+        if C % 2 == 1:
+            ref = _kth_smallest(a, C, half, b)
+        else:  # mean of the two middle values: the lower by selection, the upper by one pass
+            lower = _kth_smallest(a, C, half - 1, b)
+            n_le = 0
+            upper = np.inf
+            for c in range(C):
+                v = w[c]
+                n_le += v <= lower
+                if v > lower and v < upper:
+                    upper = v
+            ref = 0.5 * (lower + (lower if n_le > half else upper))
+    elif mode == 2:
+        for c in range(C):
+            ref += w[c]
+        ref /= C
+    return ref
+
+
 @njit(cache=True, nogil=True)
 def _highpass_reference(x, sos, zi, mode, out):  # pragma: no cover - compiled
     """Filter x (samples, channels) with ``sos`` from state ``zi`` (sections, 2, channels; updated
     in place), subtract the per-sample median (mode 1) or mean (mode 2), write float32 ``out``."""
     n, C = x.shape
-    n_sections = sos.shape[0]
     w = np.empty(C, np.float64)
     a = np.empty(C, np.float64)
     b = np.empty(C, np.float64)
-    half = C // 2
     for t in range(n):
         for c in range(C):
             w[c] = x[t, c]
-        for s in range(n_sections):
-            b0 = sos[s, 0]
-            b1 = sos[s, 1]
-            b2 = sos[s, 2]
-            a1 = sos[s, 4]
-            a2 = sos[s, 5]
-            for c in range(C):
-                xi = w[c]
-                yi = b0 * xi + zi[s, 0, c]
-                zi[s, 0, c] = b1 * xi - a1 * yi + zi[s, 1, c]
-                zi[s, 1, c] = b2 * xi - a2 * yi
-                w[c] = yi
-        ref = 0.0
-        if mode == 1:
-            for c in range(C):
-                a[c] = w[c]
-            if C % 2 == 1:
-                ref = _kth_smallest(a, C, half, b)
-            else:  # mean of the two middle values: the lower by selection, the upper by one pass
-                lower = _kth_smallest(a, C, half - 1, b)
-                n_le = 0
-                upper = np.inf
-                for c in range(C):
-                    v = w[c]
-                    n_le += v <= lower
-                    if v > lower and v < upper:
-                        upper = v
-                ref = 0.5 * (lower + (lower if n_le > half else upper))
-        elif mode == 2:
-            for c in range(C):
-                ref += w[c]
-            ref /= C
+        _filter_row(w, sos, zi)
+        ref = _row_reference(w, mode, a, b)
         for c in range(C):
             out[t, c] = w[c] - ref
 
@@ -120,23 +136,11 @@ def _highpass_reference(x, sos, zi, mode, out):  # pragma: no cover - compiled
 def _highpass(x, sos, zi, y):  # pragma: no cover - compiled
     """The filter part of ``_highpass_reference`` on a channel range: float64 ``y``."""
     n, C = x.shape
-    n_sections = sos.shape[0]
     w = np.empty(C, np.float64)
     for t in range(n):
         for c in range(C):
             w[c] = x[t, c]
-        for s in range(n_sections):
-            b0 = sos[s, 0]
-            b1 = sos[s, 1]
-            b2 = sos[s, 2]
-            a1 = sos[s, 4]
-            a2 = sos[s, 5]
-            for c in range(C):
-                xi = w[c]
-                yi = b0 * xi + zi[s, 0, c]
-                zi[s, 0, c] = b1 * xi - a1 * yi + zi[s, 1, c]
-                zi[s, 1, c] = b2 * xi - a2 * yi
-                w[c] = yi
+        _filter_row(w, sos, zi)
         for c in range(C):
             y[t, c] = w[c]
 
@@ -145,32 +149,15 @@ def _highpass(x, sos, zi, y):  # pragma: no cover - compiled
 def _reference(y, mode, out):  # pragma: no cover - compiled
     """The reference part of ``_highpass_reference`` on a sample range of filtered float64 ``y``."""
     n, C = y.shape
+    w = np.empty(C, np.float64)
     a = np.empty(C, np.float64)
     b = np.empty(C, np.float64)
-    half = C // 2
     for t in range(n):
-        ref = 0.0
-        if mode == 1:
-            for c in range(C):
-                a[c] = y[t, c]
-            if C % 2 == 1:
-                ref = _kth_smallest(a, C, half, b)
-            else:
-                lower = _kth_smallest(a, C, half - 1, b)
-                n_le = 0
-                upper = np.inf
-                for c in range(C):
-                    v = y[t, c]
-                    n_le += v <= lower
-                    if v > lower and v < upper:
-                        upper = v
-                ref = 0.5 * (lower + (lower if n_le > half else upper))
-        elif mode == 2:
-            for c in range(C):
-                ref += y[t, c]
-            ref /= C
         for c in range(C):
-            out[t, c] = y[t, c] - ref
+            w[c] = y[t, c]
+        ref = _row_reference(w, mode, a, b)
+        for c in range(C):
+            out[t, c] = w[c] - ref
 
 
 def _ranges(n: int, parts: int) -> list[tuple[int, int]]:

@@ -22,6 +22,22 @@ import numpy as np
 from rtdecode.stream.protocol import DataMessage, TtlMessage
 
 RATE_TOLERANCE = 1e-6  # relative: the plugin writes its sample rate as float32
+#: What an assembler counts, for either input protocol (the daemon's status reports them).
+STREAM_COUNTERS = (
+    "messages",
+    "blocks",
+    "ttl",
+    "message_gaps",
+    "lost_messages",
+    "duplicates",
+    "sample_gaps",
+    "incomplete_blocks",
+    "restarts",
+    "wrong_stream",
+    "wrong_channel_count",
+    "wrong_sample_rate",
+    "oversized",
+)
 
 
 def rates_agree(a: float, b: float) -> bool:
@@ -69,21 +85,7 @@ class BlockAssembler:
         self._skip_sample: int | None = None  # rest of a block already reported incomplete
         self.last_message_num: int | None = None
         self.expected_sample: int | None = None  # where the next block should start
-        self.counters = {
-            "messages": 0,
-            "blocks": 0,
-            "ttl": 0,
-            "message_gaps": 0,
-            "lost_messages": 0,
-            "duplicates": 0,
-            "sample_gaps": 0,
-            "incomplete_blocks": 0,
-            "restarts": 0,
-            "wrong_stream": 0,
-            "wrong_channel_count": 0,
-            "wrong_sample_rate": 0,
-            "oversized": 0,
-        }
+        self.counters = dict.fromkeys(STREAM_COUNTERS, 0)
 
     @property
     def current_sample(self) -> int | None:

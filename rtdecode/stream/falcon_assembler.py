@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtdecode.stream.assembler import Anomaly, Block
+from rtdecode.stream.assembler import STREAM_COUNTERS, Anomaly, Block
 from rtdecode.stream.falcon import FALCON_TTL_LINES, FalconMessage
 
 
@@ -33,21 +33,7 @@ class FalconAssembler:
         self.last_message_id: int | None = None
         self.expected_sample: int | None = None
         self.last_code = 0
-        self.counters = {
-            "messages": 0,
-            "blocks": 0,
-            "ttl": 0,
-            "message_gaps": 0,
-            "lost_messages": 0,
-            "duplicates": 0,
-            "sample_gaps": 0,
-            "incomplete_blocks": 0,
-            "restarts": 0,
-            "wrong_stream": 0,
-            "wrong_channel_count": 0,
-            "wrong_sample_rate": 0,
-            "oversized": 0,
-        }
+        self.counters = dict.fromkeys(STREAM_COUNTERS, 0)
 
     def _refuse(self, msg: FalconMessage) -> Anomaly | None:
         span = (msg.sample_num, msg.sample_num + msg.n_samples)

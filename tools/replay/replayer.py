@@ -341,6 +341,15 @@ class Replayer:
             self.stats.blocks += 1
             self.stats.samples += i1 - i0
 
+    def _block_start(self, pub, t0: float, i0: int) -> None:
+        """Mark where a block starts (preloading) or wait until it is due (paced replay)."""
+        if isinstance(pub, _Rendered):
+            pub.block_starts.append((i0, len(pub.frames)))
+        elif self.speed:
+            delay = t0 + i0 / (self.source.sample_rate * self.speed) - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
     def _replay_once(self, pub) -> None:
         if self.protocol == "falcon-output":
             self._replay_once_falcon(pub)
@@ -358,13 +367,7 @@ class Replayer:
             if self._stop.is_set():
                 return
             n = i1 - i0
-            if isinstance(pub, _Rendered):
-                pub.block_starts.append((i0, len(pub.frames)))
-            elif self.speed:
-                due = t0 + i0 / (src.sample_rate * self.speed)
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            self._block_start(pub, t0, i0)
             block = np.ascontiguousarray(src.block_uv(i0, i1).T, "<f4")
             ts = int(time.time() * 1000)
             n_messages = (j - ttl_i) + len(self.channels)
@@ -421,12 +424,7 @@ class Replayer:
             if self._stop.is_set():
                 return
             n = i1 - i0
-            if isinstance(pub, _Rendered):
-                pub.block_starts.append((i0, len(pub.frames)))
-            elif self.speed:
-                delay = t0 + i0 / (src.sample_rate * self.speed) - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            self._block_start(pub, t0, i0)
             f = self.faults.get(count)
             if f is not None and f.kind == "restart":
                 self.stats.faults_applied["restart"] = self.stats.faults_applied.get("restart", 0) + 1
