@@ -1,5 +1,6 @@
-"""The classifiers the experiments compare: GoogLeNet on neural images (head or fine-tune), and a
-GLM (logistic regression) on the responses ``R`` -- the paper's 83 % baseline."""
+"""The classifiers the experiments compare: GoogLeNet on neural images (head or fine-tune), a
+linear read-out of the same images (logistic regression on the pixels, or on their first principal
+components), and a GLM (logistic regression) on the responses ``R`` -- the paper's 83 % baseline."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ from pathlib import Path
 
 import numpy as np
 from rtdecode.offline import model as gnet
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+#: Principal components of the linear read-out on components (fewer when there are fewer trials).
+IMAGE_PCS = 20
 
 
 @dataclass
@@ -130,3 +136,19 @@ def glm_fit_predict(R_train: np.ndarray, labels: np.ndarray, R_test: np.ndarray,
     clf = LogisticRegression(C=0.5, max_iter=5000, random_state=seed)
     clf.fit(scaler.transform(R_train), labels)
     return FitResult(clf.predict_proba(scaler.transform(R_test))[:, 1], {})
+
+
+def linear_image_fit_predict(
+    x_train: np.ndarray, labels: np.ndarray, x_test: np.ndarray, n_components: int | None = None, seed: int = 0
+) -> FitResult:
+    """Logistic regression on the network's input images (``(n, 3, S, S)``; the grey channel is read),
+    standardised per pixel on the training trials; with ``n_components``, on their first principal
+    components (PCA fit on the training trials) instead of the pixels."""
+    a = x_train[:, 0].reshape(len(x_train), -1)
+    b = x_test[:, 0].reshape(len(x_test), -1)
+    steps = [StandardScaler()]
+    if n_components:
+        steps.append(PCA(min(n_components, len(a) - 1, a.shape[1]), random_state=seed))
+    steps.append(LogisticRegression(C=0.05 if not n_components else 1.0, max_iter=5000, random_state=seed))
+    model = make_pipeline(*steps).fit(a, labels)
+    return FitResult(model.predict_proba(b)[:, 1].astype(np.float32), {})

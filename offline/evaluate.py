@@ -3,6 +3,9 @@
 Models scored on the same trials:
 
 - ``googlenet``: GoogLeNet (head or fine-tune) on neural images;
+- ``linear_image`` / ``linear_image_pca``: logistic regression on the same network inputs (the
+  pixels, or their first ``IMAGE_PCS`` principal components): what a linear read-out of the neural
+  image gets, within and across animals;
 - ``glm``: logistic regression on ``R`` (within-animal only: units differ across animals);
 - ``temporal``: the paper's temporal spike image (units x time bins) through the same GoogLeNet
   (within-animal only, same reason);
@@ -23,7 +26,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from rtdecode.offline.classifiers import GoogLeNetClassifier, glm_fit_predict
+from rtdecode.offline.classifiers import IMAGE_PCS, GoogLeNetClassifier, glm_fit_predict, linear_image_fit_predict
 from rtdecode.offline.dataset import AnimalDataset
 from rtdecode.offline.experiments import (
     Score,
@@ -36,8 +39,10 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from rtdecode.core.model_input import ImageNormalisation
 
-MODELS_WITHIN = ("googlenet", "glm", "temporal", "shuffled_labels", "stimulus_only")
-MODELS_ACROSS = ("googlenet", "shuffled_labels", "stimulus_only")
+MODELS_WITHIN = ("googlenet", "linear_image", "linear_image_pca", "glm", "temporal", "shuffled_labels", "stimulus_only")
+MODELS_ACROSS = ("googlenet", "linear_image", "linear_image_pca", "shuffled_labels", "stimulus_only")
+#: What the report's ``linear_on_image`` section sets side by side.
+LINEAR_COMPARED = ("googlenet", "linear_image", "linear_image_pca")
 
 #: The seed paper's numbers on real Allen data (DESIGN section 2), to set beside ours.
 PAPER = {
@@ -136,6 +141,7 @@ def within_animal(
         res.scores["googlenet"].add(te, y_te, real.p_natural)
         res.scores["shuffled_labels"].add(te, y_perm[te], shuffled.p_natural)
         res.curves.append({"fold": k, **real.curve})
+        _linear_scores(res.scores, te, y_te, x_tr, y_tr, x_te, cfg.seed)
         R, _ = ds.responses(tr)
         res.scores["glm"].add(te, y_te, glm_fit_predict(R[tr], y_tr, R[te], cfg.seed).p_natural)
         T = temporal_images(ds, tr, cfg.image_size)
@@ -161,6 +167,29 @@ def within_animal(
         if advance:
             advance()
     return res
+
+
+def _linear_scores(scores: dict, trials, y_te, x_tr, y_tr, x_te, seed: int) -> None:
+    scores["linear_image"].add(trials, y_te, linear_image_fit_predict(x_tr, y_tr, x_te, None, seed).p_natural)
+    pca = linear_image_fit_predict(x_tr, y_tr, x_te, IMAGE_PCS, seed)
+    scores["linear_image_pca"].add(trials, y_te, pca.p_natural)
+
+
+def linear_on_image(within: list[dict], across: list[dict]) -> dict:
+    """GoogLeNet beside the linear read-outs of the same neural images (and the GLM on ``R`` within
+    animals), per animal and per combination: accuracy, 95 % interval, and GoogLeNet's margin."""
+
+    def row(scores: dict, extra: tuple[str, ...]) -> dict:
+        out = {m: {"accuracy": scores[m]["accuracy"], "ci95": scores[m]["ci95"]} for m in LINEAR_COMPARED + extra}
+        best = max(scores["linear_image"]["accuracy"], scores["linear_image_pca"]["accuracy"])
+        out["googlenet_minus_best_linear"] = scores["googlenet"]["accuracy"] - best
+        return out
+
+    return {
+        "pcs": IMAGE_PCS,
+        "within_animal": [{"animal": w["animal"], **row(w["scores"], ("glm",))} for w in within],
+        "across_animal": [{"train": a["train"], "target": a["target"], **row(a["scores"], ())} for a in across],
+    }
 
 
 @dataclass
@@ -229,6 +258,7 @@ def across_animals(
             else:
                 real, shuf = clf.fit_predict_many(x_tr, [y_tr, rng.permutation(y_tr)], x_te)
                 scores["googlenet"].add(test_idx, y_te, real.p_natural)
+                _linear_scores(scores, test_idx, y_te, x_tr, y_tr, x_te, cfg.seed)
                 scores["shuffled_labels"].add(test_idx, perm_target[target][test_idx], shuf.p_natural)
         out.append(AcrossResult(tuple(train), target, scores, cal_idx.tolist(), test_idx.tolist()))
         if advance:
@@ -313,5 +343,6 @@ def run_evaluation(
             for a in across
         ],
     }
+    report["linear_on_image"] = linear_on_image(report["within_animal"], report["across_animal"])
     report["_within_objects"] = within  # for figures; dropped before writing JSON
     return report

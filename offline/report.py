@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 
 MODEL_LABELS = {
     "googlenet": "GoogLeNet (neural image)",
+    "linear_image": "linear on image",
+    "linear_image_pca": "linear on image PCs",
     "glm": "GLM on R",
     "temporal": "temporal spike image",
     "shuffled_labels": "control: shuffled labels",
@@ -25,6 +27,8 @@ MODEL_LABELS = {
 }
 COLOURS = {
     "googlenet": "#1f77b4",
+    "linear_image": "#17becf",
+    "linear_image_pca": "#9467bd",
     "glm": "#ff7f0e",
     "temporal": "#2ca02c",
     "shuffled_labels": "#7f7f7f",
@@ -208,6 +212,20 @@ def reading(report: dict) -> list[str]:
             "No ImageNet weights were available: GoogLeNet's features are its BatchNorm-calibrated random "
             "initialisation (read at inception3b) with a trained linear head. With the paper's pretrained "
             "features and Allen-size sessions (~12,000 trials) expect more."
+        )
+    lin = report.get("linear_on_image")
+    if lin:
+        margins = [e["googlenet_minus_best_linear"] for e in lin["within_animal"] + lin["across_animal"]]
+        behind = sum(m < 0 for m in margins)
+        lines.append(
+            f"GoogLeNet against the best linear read-out of the same neural images (pixels or {lin['pcs']} "
+            f"principal components): margin {min(margins):+.1%} to {max(margins):+.1%}; the network is behind "
+            f"in {behind} of {len(margins)} comparisons"
+            + (
+                " -- here a linear read-out of the image does at least as well as the network."
+                if behind * 2 >= len(margins)
+                else "."
+            )
         )
     if g < glm - 0.05:
         lines.append(

@@ -45,13 +45,21 @@ def test_report_has_every_number_with_confidence_intervals(report_dir):
     rep = json.loads((report_dir / "report.json").read_text())
     assert [w["animal"] for w in rep["within_animal"]] == ["M0", "M1", "M2"]
     for w in rep["within_animal"]:
-        assert set(w["scores"]) == {"googlenet", "glm", "temporal", "shuffled_labels", "stimulus_only"}
+        assert set(w["scores"]) == {
+            "googlenet",
+            "linear_image",
+            "linear_image_pca",
+            "glm",
+            "temporal",
+            "shuffled_labels",
+            "stimulus_only",
+        }
         for s in w["scores"].values():
             lo, hi = s["ci95"]
             assert 0 <= lo <= s["accuracy"] <= hi <= 1 and s["n_trials"] > 100
     assert len(rep["across_animal"]) == 3
     for a in rep["across_animal"]:
-        assert set(a["scores"]) == {"googlenet", "shuffled_labels", "stimulus_only"}
+        assert set(a["scores"]) == {"googlenet", "linear_image", "linear_image_pca", "shuffled_labels", "stimulus_only"}
     assert rep["paper"]["glm_baseline"] == 0.83
     assert "without ImageNet weights" in rep["classifier"] and rep["pretrained_weights"] is False
     for fig in (
@@ -127,3 +135,35 @@ def test_wilson_interval():
     lo, hi = wilson_interval(50, 100)
     assert lo < 0.5 < hi and abs((hi - lo) - 0.19) < 0.01
     assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_linear_read_outs_of_the_neural_image_sit_beside_googlenet(report_dir):
+    """report.json's ``linear_on_image``: per animal and per combination, GoogLeNet, logistic regression
+    on the image pixels and on their principal components (and the GLM on R within animals), each with
+    its interval, and the network's margin over the better linear read-out; report.md says it."""
+    rep = json.loads((report_dir / "report.json").read_text())
+    lin = rep["linear_on_image"]
+    assert [e["animal"] for e in lin["within_animal"]] == ["M0", "M1", "M2"]
+    assert [(e["train"], e["target"]) for e in lin["across_animal"]] == [
+        (a["train"], a["target"]) for a in rep["across_animal"]
+    ]
+    for e, w in zip(lin["within_animal"], rep["within_animal"], strict=True):
+        assert set(e) == {
+            "animal",
+            "googlenet",
+            "linear_image",
+            "linear_image_pca",
+            "glm",
+            "googlenet_minus_best_linear",
+        }
+        for m in ("googlenet", "linear_image", "linear_image_pca", "glm"):
+            assert e[m]["accuracy"] == w["scores"][m]["accuracy"]
+            lo, hi = e[m]["ci95"]
+            assert lo <= e[m]["accuracy"] <= hi
+        best = max(e["linear_image"]["accuracy"], e["linear_image_pca"]["accuracy"])
+        assert e["googlenet_minus_best_linear"] == pytest.approx(e["googlenet"]["accuracy"] - best)
+    within_linear = [e["linear_image_pca"]["accuracy"] for e in lin["within_animal"]]
+    print("linear on image PCs, within:", np.round(within_linear, 3))
+    assert min(within_linear) > 0.6  # the images carry the responses linearly: a linear read-out decodes
+    md = (report_dir / "report.md").read_text()
+    assert "linear on image PCs" in md and "best linear read-out" in md
