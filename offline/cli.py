@@ -175,8 +175,16 @@ def evaluate(
     scheduler: Annotated[
         str, typer.Option(help="'local' (Dask LocalCluster), a scheduler address, or 'none' (in-process)")
     ] = "local",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="'paper' (default): beside the leakage-free numbers, the same experiments under the paper's "
+            "leaky protocol (PS and baseline fit on all trials), with the inflation; 'leakage-free': ours only"
+        ),
+    ] = "paper",
 ) -> None:
-    """Run the paper's experiments without leakage and write a report with figures."""
+    """Run the paper's experiments without leakage (and under the paper's protocol beside them) and
+    write a report with figures."""
     from rtdecode.offline.evaluate import EvaluationConfig, parse_combination, run_evaluation
     from rtdecode.offline.parallel import Executor
     from rtdecode.offline.report import reading, write_report
@@ -185,7 +193,10 @@ def evaluate(
         combos = [parse_combination(c) for c in combination] if combination else None
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
+    if protocol not in ("paper", "leakage-free"):
+        raise typer.BadParameter(f"--protocol {protocol!r}: expected paper or leakage-free")
     cfg = EvaluationConfig(
+        paper_protocol=protocol == "paper",
         folds=folds,
         image_size=image_size,
         mode=mode,

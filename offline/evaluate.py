@@ -17,6 +17,11 @@ Models scored on the same trials:
 Across animals, a target's baseline and ``PS`` are fit on a calibration split of its own trials
 (stratified, ``calibration_fraction``) and it is scored on the disjoint rest; training animals'
 images are cross-fitted over all their trials.
+
+Beside them, with ``paper_protocol`` (the default), the same GoogLeNet experiments on the same
+folds and test trials under the seed paper's protocol: baseline and ``PS`` fit on every trial of an
+animal, test trials included (``experiments.paper_protocol_images``). The report's
+``paper_protocol`` section gives both accuracies and the inflation in percentage points.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from rtdecode.offline.experiments import (
     Score,
     SplitImages,
     crossfitted_images,
+    paper_protocol_images,
     split_images,
     temporal_images,
 )
@@ -66,6 +72,7 @@ class EvaluationConfig:
     calibration_fraction: float = 0.5
     combinations: list[tuple[tuple[str, ...], str]] | None = None  # None = defaults
     weights: str | None = None
+    paper_protocol: bool = True  # also run the paper's leaky protocol, for the report's comparison
 
     def validate(self, n_animals: int) -> None:
         if self.folds < 2:
@@ -112,6 +119,7 @@ class WithinResult:
     scores: dict[str, Score]
     folds: list[dict] = field(default_factory=list)  # provenance per fold
     curves: list[dict] = field(default_factory=list)
+    paper: Score | None = None  # GoogLeNet under the paper's leaky protocol, same folds
     example_split: SplitImages | None = None
     example_test_labels: np.ndarray | None = None
 
@@ -130,6 +138,9 @@ def within_animal(
         for k, (tr, te) in enumerate(folds)
     ]
     res = WithinResult(ds.name, {m: Score(m) for m in MODELS_WITHIN})
+    leaky = executor.submit(paper_protocol_images, ds_ref) if cfg.paper_protocol else None
+    if leaky is not None:
+        res.paper = Score("googlenet_paper_protocol")
     # Shuffled-label control as a permutation test: one permutation of the animal's labels, trained on
     # and scored against, so it measures what a classifier finds when labels carry no information.
     y_perm = np.random.default_rng(cfg.seed).permutation(ds.labels)
@@ -142,6 +153,11 @@ def within_animal(
         res.scores["shuffled_labels"].add(te, y_perm[te], shuffled.p_natural)
         res.curves.append({"fold": k, **real.curve})
         _linear_scores(res.scores, te, y_te, x_tr, y_tr, x_te, cfg.seed)
+        if leaky is not None:
+            imgs = leaky.result().images
+            norm = ImageNormalisation.fit(imgs[tr], cfg.image_size)
+            p_leaky = clf.fit_predict(norm.to_model_input(imgs[tr]), y_tr, norm.to_model_input(imgs[te])).p_natural
+            res.paper.add(te, y_te, p_leaky)
         R, _ = ds.responses(tr)
         res.scores["glm"].add(te, y_te, glm_fit_predict(R[tr], y_tr, R[te], cfg.seed).p_natural)
         T = temporal_images(ds, tr, cfg.image_size)
@@ -175,12 +191,35 @@ def _linear_scores(scores: dict, trials, y_te, x_tr, y_tr, x_te, seed: int) -> N
     scores["linear_image_pca"].add(trials, y_te, pca.p_natural)
 
 
+def paper_protocol_section(within: list[WithinResult], across: list[AcrossResult]) -> dict | None:
+    """GoogLeNet leakage-free beside GoogLeNet under the paper's protocol, per animal and combination,
+    and the inflation in percentage points (None when the paper's protocol was not run)."""
+    if not within or within[0].paper is None:
+        return None
+
+    def row(ours: Score, leaky: Score) -> dict:
+        a, b = ours.as_dict(), leaky.as_dict()
+        return {
+            "leakage_free": {k: a[k] for k in ("accuracy", "ci95", "n_trials")},
+            "paper_protocol": {k: b[k] for k in ("accuracy", "ci95", "n_trials")},
+            "inflation_pp": 100 * (b["accuracy"] - a["accuracy"]),
+        }
+
+    return {
+        "protocol": "baseline and preferred stimuli fit on every trial of an animal, test trials included",
+        "within_animal": [{"animal": w.animal, **row(w.scores["googlenet"], w.paper)} for w in within],
+        "across_animal": [
+            {"train": list(a.train), "target": a.target, **row(a.scores["googlenet"], a.paper)} for a in across
+        ],
+    }
+
+
 def linear_on_image(within: list[dict], across: list[dict]) -> dict:
     """GoogLeNet beside the linear read-outs of the same neural images (and the GLM on ``R`` within
     animals), per animal and per combination: accuracy, 95 % interval, and GoogLeNet's margin."""
 
     def row(scores: dict, extra: tuple[str, ...]) -> dict:
-        out = {m: {"accuracy": scores[m]["accuracy"], "ci95": scores[m]["ci95"]} for m in LINEAR_COMPARED + extra}
+        out = {m: {k: scores[m][k] for k in ("accuracy", "ci95", "n_trials")} for m in LINEAR_COMPARED + extra}
         best = max(scores["linear_image"]["accuracy"], scores["linear_image_pca"]["accuracy"])
         out["googlenet_minus_best_linear"] = scores["googlenet"]["accuracy"] - best
         return out
@@ -199,6 +238,14 @@ class AcrossResult:
     scores: dict[str, Score]
     calibration_trials: list[int]
     test_trials: list[int]
+    paper: Score | None = None  # GoogLeNet under the paper's leaky protocol, same test trials
+
+
+def _full_leaky(ds: AnimalDataset):
+    """The paper's images of every trial of an animal (PS and baseline fit on all), normalised per animal."""
+    imgs = paper_protocol_images(ds)
+    norm = ImageNormalisation.fit(imgs.images, ds.stack.shape[-1])
+    return norm.to_model_input(imgs.images), ds.labels.copy()
 
 
 def _full_crossfit(ds: AnimalDataset, seed: int, shuffle_responses: bool = False):
@@ -240,6 +287,8 @@ def across_animals(
     target_f = {
         (t, s): executor.submit(split_images, refs[t], *cal[t], cfg.seed, s) for t in targets for s in (False, True)
     }
+    names = sorted(set(train_names) | set(targets))
+    leaky_f = {n: executor.submit(_full_leaky, refs[n]) for n in names} if cfg.paper_protocol else {}
     rng = np.random.default_rng(cfg.seed + 1)
     perm_target = {t: rng.permutation(datasets[t].labels) for t in targets}
     out = []
@@ -260,7 +309,15 @@ def across_animals(
                 scores["googlenet"].add(test_idx, y_te, real.p_natural)
                 _linear_scores(scores, test_idx, y_te, x_tr, y_tr, x_te, cfg.seed)
                 scores["shuffled_labels"].add(test_idx, perm_target[target][test_idx], shuf.p_natural)
-        out.append(AcrossResult(tuple(train), target, scores, cal_idx.tolist(), test_idx.tolist()))
+        paper = None
+        if leaky_f:
+            parts = [leaky_f[n].result() for n in train]
+            x_all, _ = leaky_f[target].result()
+            paper = Score("googlenet_paper_protocol")
+            leaky_tr = np.concatenate([p[0] for p in parts])
+            y_leaky = np.concatenate([p[1] for p in parts])
+            paper.add(test_idx, y_te, clf.fit_predict(leaky_tr, y_leaky, x_all[test_idx]).p_natural)
+        out.append(AcrossResult(tuple(train), target, scores, cal_idx.tolist(), test_idx.tolist(), paper))
         if advance:
             advance()
     return out
@@ -344,5 +401,8 @@ def run_evaluation(
         ],
     }
     report["linear_on_image"] = linear_on_image(report["within_animal"], report["across_animal"])
+    paper = paper_protocol_section(within, across)
+    if paper is not None:
+        report["paper_protocol"] = paper
     report["_within_objects"] = within  # for figures; dropped before writing JSON
     return report

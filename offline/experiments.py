@@ -115,6 +115,17 @@ def split_images(
     )
 
 
+def paper_protocol_images(ds: AnimalDataset) -> ImageSet:
+    """The seed paper's protocol, leaky on purpose: baseline statistics and ``PS`` fit on *every*
+    trial, test trials included, and each trial's image made with that one ``PS`` -- so a test
+    trial's own stimulus is in the preferred stimuli that form its image. Only for setting beside
+    the leakage-free numbers, to show how much that inflates them."""
+    idx = np.arange(ds.n_trials)
+    R, _ = ds.responses(idx)
+    imgs, _ = scored_images(R, ds, idx, idx)
+    return imgs
+
+
 def temporal_images(ds: AnimalDataset, train_idx: np.ndarray, image_size: int) -> np.ndarray:
     """The paper's temporal spike image: units x time bins of counts, z-scored per unit with the
     training trials' statistics, resized to the model input. Returns (trials, size*size)."""

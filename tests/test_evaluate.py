@@ -167,3 +167,35 @@ def test_linear_read_outs_of_the_neural_image_sit_beside_googlenet(report_dir):
     assert min(within_linear) > 0.6  # the images carry the responses linearly: a linear read-out decodes
     md = (report_dir / "report.md").read_text()
     assert "linear on image PCs" in md and "best linear read-out" in md
+
+
+def test_the_papers_protocol_sits_beside_ours_with_the_inflation(report_dir):
+    """report.json's ``paper_protocol``: the same GoogLeNet on the same test trials with PS and baseline
+    fit on all trials; each row holds both accuracies with intervals and the inflation in points."""
+    rep = json.loads((report_dir / "report.json").read_text())
+    pp = rep["paper_protocol"]
+    assert [e["animal"] for e in pp["within_animal"]] == ["M0", "M1", "M2"]
+    assert len(pp["across_animal"]) == len(rep["across_animal"])
+    for e, w in zip(pp["within_animal"], rep["within_animal"], strict=True):
+        assert e["leakage_free"]["accuracy"] == w["scores"]["googlenet"]["accuracy"]
+        assert e["inflation_pp"] == pytest.approx(
+            100 * (e["paper_protocol"]["accuracy"] - e["leakage_free"]["accuracy"])
+        )
+        lo, hi = e["paper_protocol"]["ci95"]
+        assert lo <= e["paper_protocol"]["accuracy"] <= hi
+    infl = [e["inflation_pp"] for e in pp["within_animal"] + pp["across_animal"]]
+    print("inflation (pp):", np.round(infl, 1))
+    md = (report_dir / "report.md").read_text()
+    assert "## The paper's protocol beside ours" in md and "inflation (pp)" in md
+
+
+def test_paper_protocol_images_carry_each_trials_own_stimulus(three_animals):
+    """The leaky images are what the paper did: one PS and one baseline fit on every trial, each
+    trial's image made with it (the leakage-free images never let a scored trial fit them)."""
+    from rtdecode.offline.experiments import paper_protocol_images
+
+    ds = load_animal(three_animals[0], image_size=32)
+    imgs = paper_protocol_images(ds)
+    assert imgs.images.shape == (ds.n_trials, 32 * 32)
+    assert np.array_equal(imgs.ps_fit[0], np.arange(ds.n_trials))
+    assert np.array_equal(imgs.baseline_fit, np.arange(ds.n_trials))
