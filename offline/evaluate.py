@@ -41,6 +41,7 @@ from rtdecode.offline.experiments import (
     split_images,
     temporal_images,
 )
+from rtdecode.offline.learning_curve import across_curve, within_curve
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from rtdecode.core.model_input import ImageNormalisation
@@ -73,6 +74,7 @@ class EvaluationConfig:
     combinations: list[tuple[tuple[str, ...], str]] | None = None  # None = defaults
     weights: str | None = None
     paper_protocol: bool = True  # also run the paper's leaky protocol, for the report's comparison
+    learning_curve: bool = True  # accuracy against the number of the target's calibration trials
 
     def validate(self, n_animals: int) -> None:
         if self.folds < 2:
@@ -323,6 +325,28 @@ def across_animals(
     return out
 
 
+def learning_curves(datasets: dict, refs: dict, cfg: EvaluationConfig, clf, executor, combos) -> list[dict]:
+    """Rows of (setting, animal or combination, calibration trials, minutes, accuracy, interval):
+    within each animal on its first fold; across, for each target, from its combination with the
+    most training animals."""
+    rows = []
+    for name, ds in datasets.items():
+        skf = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed)
+        tr, te = next(iter(skf.split(np.zeros(ds.n_trials), ds.labels)))
+        rows += within_curve(ds, refs[name], tr, te, cfg, clf, executor)
+    best: dict[str, tuple[str, ...]] = {}
+    for train, target in combos:
+        if len(train) > len(best.get(target, ())):
+            best[target] = tuple(train)
+    for target, train in sorted(best.items()):
+        parts = [executor.submit(_full_crossfit, refs[n], cfg.seed).result() for n in train]
+        cal_idx, test_idx = calibration_split(datasets[target], cfg.calibration_fraction, cfg.seed)
+        x_tr = np.concatenate([p[0] for p in parts])
+        y_tr = np.concatenate([p[1] for p in parts])
+        rows += across_curve(train, datasets[target], refs[target], cal_idx, test_idx, x_tr, y_tr, cfg, clf, executor)
+    return rows
+
+
 def versions() -> dict:
     out = {"python": platform.python_version()}
     for pkg in (
@@ -404,5 +428,9 @@ def run_evaluation(
     paper = paper_protocol_section(within, across)
     if paper is not None:
         report["paper_protocol"] = paper
+    if cfg.learning_curve:
+        report["learning_curve"] = learning_curves(
+            by_name, refs, cfg, clf, executor, combos if len(datasets) > 1 else []
+        )
     report["_within_objects"] = within  # for figures; dropped before writing JSON
     return report

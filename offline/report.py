@@ -178,6 +178,60 @@ def figure_curves(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def figure_learning_curve(report: dict, path: Path) -> None:
+    """Accuracy (with 95 % intervals) against the number of the target's calibration trials."""
+    rows = report["learning_curve"]
+    settings = [s for s in ("within", "across") if any(r["setting"] == s for r in rows)]
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.5 * len(settings), 3.5), squeeze=False)
+    for ax, setting in zip(axes[0], settings, strict=True):
+        keyed: dict[str, list[dict]] = {}
+        for r in rows:
+            if r["setting"] == setting:
+                key = r["animal"] if setting == "within" else f"[{', '.join(r['train'])}] → {r['target']}"
+                keyed.setdefault(key, []).append(r)
+        for key, rs in keyed.items():
+            n = [r["calibration_trials"] for r in rs]
+            acc = np.array([r["accuracy"] for r in rs])
+            lo = acc - np.array([r["ci95"][0] for r in rs])
+            hi = np.array([r["ci95"][1] for r in rs]) - acc
+            ax.errorbar(n, acc, yerr=[lo, hi], marker="o", capsize=3, lw=1, label=key)
+        ax.axhline(0.5, color="k", lw=0.8, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("calibration trials of the target")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0.3, 1.0)
+        ax.set_title("within animals" if setting == "within" else "across animals (target's PS and baseline)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def learning_curve_markdown(report: dict) -> list[str]:
+    rows = report.get("learning_curve")
+    if not rows:
+        return []
+    md = [
+        "## How long to calibrate",
+        "",
+        "GoogLeNet's accuracy against the number of the target animal's calibration trials (minutes of "
+        "recording at the session's median trial period). Within an animal they fit everything; across "
+        "animals only the target's baseline and preferred stimuli (the classifier is trained on the others).",
+        "",
+        "![learning curve](learning_curve.png)",
+        "",
+        "| setting | animal / combination | calibration trials | minutes | accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        where = r["animal"] if r["setting"] == "within" else f"[{', '.join(r['train'])}] → {r['target']}"
+        score = {"accuracy": r["accuracy"], "ci95": r["ci95"], "n_trials": r["n_test"]}
+        md.append(
+            f"| {r['setting']} | {where} | {r['calibration_trials']} | {r['calibration_minutes']:.1f} | {_fmt(score)} |"
+        )
+    return md + [""]
+
+
 def _fmt(score: dict) -> str:
     lo, hi = score["ci95"]
     return f"{score['accuracy']:.1%} [{lo:.1%}, {hi:.1%}] (n={score['n_trials']})"
@@ -294,6 +348,9 @@ def write_report(report: dict, datasets: dict, out_dir: Path) -> Path:
         figures["examples"] = "examples.png"
     figure_curves(report, out_dir / "training_curves.png")
     figures["training_curves"] = "training_curves.png"
+    if report.get("learning_curve"):
+        figure_learning_curve(report, out_dir / "learning_curve.png")
+        figures["learning_curve"] = "learning_curve.png"
     report["figures"] = figures
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
 
@@ -357,6 +414,7 @@ def write_report(report: dict, datasets: dict, out_dir: Path) -> Path:
         "",
     ]
     md += paper_protocol_markdown(report)
+    md += learning_curve_markdown(report)
     path = out_dir / "report.md"
     path.write_text("\n".join(md))
     return path

@@ -199,3 +199,26 @@ def test_paper_protocol_images_carry_each_trials_own_stimulus(three_animals):
     assert imgs.images.shape == (ds.n_trials, 32 * 32)
     assert np.array_equal(imgs.ps_fit[0], np.arange(ds.n_trials))
     assert np.array_equal(imgs.baseline_fit, np.arange(ds.n_trials))
+
+
+def test_the_learning_curve_says_how_many_calibration_trials_the_decoder_needs(report_dir):
+    """report.json's ``learning_curve``: rows of calibration-trial count (and minutes) and accuracy,
+    within each animal and across for each target, on growing stratified subsets; a figure and a table."""
+    rep = json.loads((report_dir / "report.json").read_text())
+    rows = rep["learning_curve"]
+    within = [r for r in rows if r["setting"] == "within"]
+    across = [r for r in rows if r["setting"] == "across"]
+    assert sorted({r["animal"] for r in within}) == ["M0", "M1", "M2"]
+    assert sorted({r["target"] for r in across}) == ["M0", "M1", "M2"]
+    for key, group in [(a, [r for r in within if r["animal"] == a]) for a in ("M0", "M1", "M2")]:
+        n = [r["calibration_trials"] for r in group]
+        assert n == sorted(n) and len(n) >= 3 and n[0] >= 16, (key, n)
+        assert len({r["n_test"] for r in group}) == 1  # the same test trials at every size
+        for r in group:
+            lo, hi = r["ci95"]
+            assert lo <= r["accuracy"] <= hi and r["calibration_minutes"] > 0
+    print(
+        {(r["setting"], r.get("animal") or r["target"], r["calibration_trials"]): round(r["accuracy"], 3) for r in rows}
+    )
+    assert (report_dir / "learning_curve.png").stat().st_size > 5000
+    assert "## How long to calibrate" in (report_dir / "report.md").read_text()
