@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rtdecode.offline.classifiers import GoogLeNetClassifier
+from rtdecode.offline.classifiers import GoogLeNetClassifier, LinearImageClassifier
 from rtdecode.offline.dataset import (
     AnimalDataset,
     Windows,
@@ -44,6 +44,7 @@ class BuildConfig:
     seed: int = 0
     calibration_fraction: float = 0.5
     windows: Windows = Windows()
+    decoder: str = "googlenet"  # or "linear": the linear read-out of neural images
 
 
 def target_dataset(animal_dir: Path, sorted_units: SortResult, image_size: int, windows: Windows) -> AnimalDataset:
@@ -96,8 +97,14 @@ def build_bundle(
     )
     target = target_dataset(target_dir, sorted_units, cfg.image_size, cfg.windows)
 
-    clf = GoogLeNetClassifier(
-        cfg.weights, cfg.mode, finetune_epochs=cfg.epochs, seed=cfg.seed, image_size=cfg.image_size
+    if cfg.decoder not in ("googlenet", "linear"):
+        raise ValueError(f"decoder {cfg.decoder!r}: expected googlenet or linear")
+    clf = (
+        LinearImageClassifier(cfg.image_size, seed=cfg.seed)
+        if cfg.decoder == "linear"
+        else GoogLeNetClassifier(
+            cfg.weights, cfg.mode, finetune_epochs=cfg.epochs, seed=cfg.seed, image_size=cfg.image_size
+        )
     )
     log(f"classifier: {clf.description}")
     parts = [executor.submit(_full_crossfit, train_refs[d.name], cfg.seed).result() for d in train]

@@ -152,3 +152,55 @@ def linear_image_fit_predict(
     steps.append(LogisticRegression(C=0.05 if not n_components else 1.0, max_iter=5000, random_state=seed))
     model = make_pipeline(*steps).fit(a, labels)
     return FitResult(model.predict_proba(b)[:, 1].astype(np.float32), {})
+
+
+class LinearImageClassifier:
+    """The linear read-out of neural images as a bundle's decoder (``rtdecode build --decoder linear``):
+    standardised pixels of the network input's grey channel, their first ``pcs`` principal components
+    (all pixels with ``pcs=None``), logistic regression -- fit with scikit-learn, then folded into one
+    :class:`~rtdecode.inference.network.LinearImageDecoder` layer that exports to ONNX like GoogLeNet."""
+
+    pretrained = False
+
+    def __init__(self, image_size: int, pcs: int | None = IMAGE_PCS, seed: int = 0) -> None:
+        self.image_size = int(image_size)
+        self.pcs = pcs
+        self.seed = seed
+
+    @property
+    def architecture(self) -> dict:
+        return {"name": "linear", "tap": None, "grid": 1, "pcs": self.pcs}
+
+    @property
+    def description(self) -> str:
+        on = f"its first {self.pcs} principal components" if self.pcs else "its standardised pixels"
+        return f"linear read-out of the neural image: logistic regression on {on}"
+
+    def fit(self, train_inputs: np.ndarray, labels: np.ndarray):
+        """Fit on (n, 3, S, S) inputs; returns (a LinearImageDecoder computing the same logit, curve)."""
+        import torch
+
+        from rtdecode.inference.network import LinearImageDecoder
+
+        x = train_inputs[:, 0].reshape(len(train_inputs), -1).astype(np.float64)
+        scaler = StandardScaler().fit(x)
+        z = scaler.transform(x)
+        proj = np.eye(x.shape[1])
+        centre = np.zeros(x.shape[1])
+        if self.pcs:
+            pca = PCA(min(self.pcs, len(x) - 1, x.shape[1]), random_state=self.seed).fit(z)
+            proj, centre = pca.components_, pca.mean_
+            z = pca.transform(z)
+        lr = LogisticRegression(C=1.0 if self.pcs else 0.05, max_iter=5000, random_state=self.seed).fit(z, labels)
+        coef = lr.coef_[0] @ proj  # on standardised pixels
+        w = coef / scaler.scale_
+        b = float(lr.intercept_[0] - coef @ centre - w @ scaler.mean_)
+        model = LinearImageDecoder(self.image_size)
+        with torch.no_grad():
+            model.fc.weight.zero_()
+            model.fc.bias.zero_()
+            model.fc.weight[1] = torch.from_numpy(w.astype(np.float32))
+            model.fc.bias[1] = b
+        model.eval()
+        train_acc = float((lr.predict(z) == labels).mean())
+        return model, {"train_accuracy": [train_acc], "epoch": [0], "loss": [float("nan")]}

@@ -252,6 +252,7 @@ def summary(manifest: Manifest) -> dict:
         "class_names",
         "normalisation",
         "classifier",
+        "architecture",
         "heldout_accuracy",
         "versions",
         "files",

@@ -45,9 +45,12 @@ class Normalisation(_Part):
 
 
 class Architecture(_Part):
-    name: Literal["googlenet"] = "googlenet"
+    """The decoder: GoogLeNet (the paper's, default) or a linear read-out of the neural image."""
+
+    name: Literal["googlenet", "linear"] = "googlenet"
     tap: str | None = None
     grid: int = Field(6, ge=1)
+    pcs: int | None = Field(None, ge=1)  # linear: principal components it was fit on (None: pixels)
 
 
 class Int8(_Part):

@@ -4,7 +4,11 @@ It lives in the library because the ``torch`` backend rebuilds it from a bundle'
 the builder (``rtdecode.offline.model``) trains it, and exports it to the bundle's ONNX graph.
 The head reads either the global-pooled 1024-d features (``tap=None``) or an intermediate
 inception block pooled to a ``grid x grid`` map (``tap='inception3b'``), which keeps where things
-are in the image. The bundle's manifest names ``architecture = {tap, grid}``.
+are in the image. The bundle's manifest names ``architecture = {name, tap, grid}``.
+
+The other decoder a bundle can hold (``architecture.name = "linear"``) is :class:`LinearImageDecoder`:
+a logistic regression on the neural image folded into one affine map of the network input's grey
+channel, exported and run by the same backends (``rtdecode build --decoder linear``).
 """
 
 from __future__ import annotations
@@ -95,3 +99,24 @@ def tap_grid(image_size: int, tap: str, max_grid: int = 6) -> int:
                 break
     side = int(x.shape[-1])
     return max(d for d in range(1, max_grid + 1) if side % d == 0)
+
+
+class LinearImageDecoder(torch.nn.Module):
+    """Logits ``(0, w . x + b)`` of the input's grey channel ``x`` (``(n, 3, S, S)`` in, ``(n, 2)`` out):
+    a logistic regression (with its standardisation and projection folded in) as one linear layer,
+    so the softmax of the logits is the regression's p(artificial), p(natural)."""
+
+    def __init__(self, image_size: int) -> None:
+        super().__init__()
+        self.image_size = int(image_size)
+        self.fc = torch.nn.Linear(self.image_size * self.image_size, 2)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(x[:, 0], 1))
+
+
+def bundle_network(architecture: dict, image_size: int) -> torch.nn.Module:
+    """The network a bundle's ``architecture`` names, uninitialised (load ``model.pt`` into it)."""
+    if architecture.get("name") == "linear":
+        return LinearImageDecoder(image_size)
+    return decoder_net(2, tap=architecture.get("tap"), grid=architecture.get("grid", 6))

@@ -25,9 +25,9 @@ class TorchBackend(WarmupMixin):
 
         import torch
 
-        from rtdecode.inference.network import decoder_net
+        from rtdecode.inference.network import bundle_network
 
-        model = decoder_net(2, tap=architecture.get("tap"), grid=architecture.get("grid", 6))
+        model = bundle_network(architecture, image_size)
         model.load_state_dict(torch.load(Path(bundle_dir) / "model.pt", map_location="cpu", weights_only=True))
         return cls(model, (1, 3, image_size, image_size), threads)
 

@@ -1,0 +1,77 @@
+"""``rtdecode build --decoder linear``: the linear read-out of neural images as a bundle's decoder,
+folded into one layer, exported to ONNX like GoogLeNet, run by the same backends and the daemon."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from rtdecode.offline.bench.session import replay_through_daemon
+from rtdecode.offline.classifiers import LinearImageClassifier
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from typer.testing import CliRunner
+
+from rtdecode.cli import app
+from rtdecode.inference.select import make_backend
+
+from .test_online import rig
+
+
+@pytest.fixture(scope="module")
+def linear_bundle(three_animals, tmp_path_factory):
+    out = tmp_path_factory.mktemp("linear") / "M2-linear.bundle"
+    args = ["build", "--target", str(three_animals[2]), "--out", str(out), "--image-size", "32"]
+    args += ["--templates", "ground-truth", "--decoder", "linear", "--scheduler", "none"]
+    for a in three_animals[:2]:
+        args += ["--train", str(a)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("pcs", [None, 5])
+def test_the_folded_layer_is_the_fitted_regression(pcs):
+    rng = np.random.default_rng(pcs or 0)
+    x = rng.normal(0, 1, (120, 3, 16, 16)).astype(np.float32)
+    x[:, :, 3, 4] = 0.25  # a constant pixel (zero variance)
+    y = (x[:, 0, :8].mean(axis=(1, 2)) > 0).astype(int)
+    model, _ = LinearImageClassifier(16, pcs=pcs, seed=0).fit(x, y)
+    steps = [StandardScaler()] + ([PCA(pcs, random_state=0)] if pcs else [])
+    steps.append(LogisticRegression(C=1.0 if pcs else 0.05, max_iter=5000, random_state=0))
+    ref = make_pipeline(*steps).fit(x[:, 0].reshape(120, -1).astype(np.float64), y)
+    test = rng.normal(0, 1, (40, 3, 16, 16)).astype(np.float32)
+    want = ref.predict_proba(test[:, 0].reshape(40, -1).astype(np.float64))[:, 1]
+    import torch
+
+    with torch.no_grad():
+        got = torch.softmax(model(torch.from_numpy(test)), 1)[:, 1].numpy()
+    np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_a_linear_bundle_says_what_it_holds_and_runs_on_every_cpu_backend(linear_bundle):
+    m = json.loads((linear_bundle / "manifest.json").read_text())
+    assert m["architecture"]["name"] == "linear" and m["architecture"]["pcs"] == 20
+    assert "linear read-out" in m["classifier"] and 0.0 <= m["heldout_accuracy"] <= 1.0
+    info = CliRunner().invoke(app, ["bundle", "info", str(linear_bundle)])
+    assert info.exit_code == 0 and "name: linear" in info.output and "linear read-out" in info.output
+    ort, ref = make_backend("onnxruntime", linear_bundle), make_backend("torch", linear_bundle)
+    x = np.random.default_rng(0).normal(0, 1, ort.input_shape).astype(np.float32)
+    np.testing.assert_allclose(ort.infer(x), ref.infer(x), atol=1e-4)
+    assert ort.infer(x)[0, 0] == 0.0  # the artificial logit is the reference: p(natural) = sigmoid(w.x + b)
+
+
+def test_serve_decodes_a_session_end_to_end_with_the_linear_bundle(linear_bundle, three_animals, tmp_path):
+    target = three_animals[2]
+    cfg = rig(16, tmp_path)
+    res = replay_through_daemon(linear_bundle, target / "recording", cfg, tmp_path / "d.jsonl", speed=4.0)
+    stim = pd.read_csv(target / "stimulus_log.csv")
+    assert sorted(d["onset_sample"] for d in res.decisions) == sorted(stim.onset_sample.tolist())
+    ok = [d for d in res.decisions if d["status"] == "ok"]
+    assert len(ok) >= len(res.decisions) - 1 and res.status["counters"]["internal_errors"] == 0
+    label = dict(zip(stim.onset_sample, stim.label, strict=True))
+    acc = np.mean([d["predicted_class"] == label[d["onset_sample"]] for d in ok])
+    print(f"linear bundle online: {len(ok)} decided, accuracy vs labels {acc:.1%}")
+    assert acc > 0.5  # the calibration half is in there too; the point is that it decodes, end to end
