@@ -47,6 +47,10 @@ def simulate(
         bool, typer.Option("--recording/--no-recording", help="write the 30 kHz Open Ephys recording")
     ] = True,
     ttl_line: Annotated[int, typer.Option(help="0-based TTL line of stimulus onsets")] = 0,
+    sessions: Annotated[
+        int,
+        typer.Option(help="sessions per animal: the same units, templates and probe, new trials (M0, M0-s2, ...)"),
+    ] = 1,
 ) -> None:
     """Simulate ground-truth animals in the real formats (Allen NWB, Open Ephys Binary, stimuli)."""
     from rtdecode.offline.sim.simulate import SimulationParams
@@ -61,14 +65,16 @@ def simulate(
         frame_scale=frame_scale,
         write_recording=recording,
         ttl_line=ttl_line,
+        sessions=sessions,
     )
     try:
         params.validate()
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     with progress_bar() as progress:
-        folders = run_simulation(params, out, progress=progress)
-    table = Table(title=f"simulated {len(folders)} animal(s) in {out}")
+        firsts = run_simulation(params, out, progress=progress)
+    folders = [f for first in firsts for f in [first, *sorted(out.glob(f"{first.name}-s*"))]]
+    table = Table(title=f"simulated {len(firsts)} animal(s) x {sessions} session(s) in {out}")
     for col in ("animal", "session", "trials", "duration", "channels", "units", "recording"):
         table.add_column(col)
     for folder in folders:

@@ -1,15 +1,17 @@
 """The README's main job on the embedded default, as far as the pipeline exists today.
 
-1. simulate three small animals in the real formats;
+1. simulate three small animals in the real formats, each recorded in two sessions (the same
+   neurons, new trials);
 2. read every file back with the readers the pipeline uses (Allen NWB reader,
    open-ephys-python-tools, SpikeInterface) and check them against the ground truth;
 3. run the paper's experiments without leakage (within and across animals, GLM, temporal image,
    controls) and write the report with figures;
-4. build a decoder bundle for the third animal from the other two and verify it.
-
+4. build a decoder bundle for the third animal from the other two, calibrated on its first session,
+   and verify it;
 5. serve that bundle with the daemon (the embedded rig config ``rig_configs/replay_local.toml``),
-   replay the third animal's recording into it faster than real time exactly as the Open Ephys
-   GUI would stream it, and summarise: accuracy against the simulator's labels, trials decoded /
+   replay the third animal's *second* session into it in real time exactly as the Open Ephys GUI
+   would stream it -- trials that never touched calibration -- and summarise: accuracy against the
+   simulator's labels with its 95 % interval beside the across-animal offline figure, trials decoded /
    degraded, latency p50 / p99, where the decision log and the report are.
 """
 
@@ -30,6 +32,7 @@ DEMO_CHANNELS = 32
 DEMO_UNITS = 48
 DEMO_IMAGE_SIZE = 48
 DEMO_FOLDS = 3
+DEMO_SESSIONS = 2  # calibrate on the target's session 1, decode its session 2
 
 
 def check_animal(folder: Path) -> dict:
@@ -77,10 +80,15 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
     console.rule("rtdecode demo")
     console.print(
         f"1. Simulating {DEMO_ANIMALS} animals ({DEMO_CHANNELS} channels, {DEMO_UNITS} units, "
-        f"{DEMO_REPEATS} repeat(s) of 118 scenes + 120 gratings) into {out}/ ..."
+        f"{DEMO_REPEATS} repeat(s) of 118 scenes + 120 gratings, {DEMO_SESSIONS} sessions each) into {out}/ ..."
     )
     params = SimulationParams(
-        animals=DEMO_ANIMALS, channels=DEMO_CHANNELS, units=DEMO_UNITS, repeats=DEMO_REPEATS, seed=seed
+        animals=DEMO_ANIMALS,
+        channels=DEMO_CHANNELS,
+        units=DEMO_UNITS,
+        repeats=DEMO_REPEATS,
+        seed=seed,
+        sessions=DEMO_SESSIONS,
     )
     with progress:
         folders = simulate(params, out / "animals", progress=progress)
@@ -130,8 +138,9 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
                 console.print(f"   - {line}")
 
             target = folders[-1]
+            offline = next(a["scores"]["googlenet"] for a in report["across_animal"] if a["target"] == target.name)
             console.print(
-                f"4. Building a decoder bundle for {target.name} from the others "
+                f"4. Building a decoder bundle for {target.name} from the others, calibrated on its session 1 "
                 "(ground-truth templates on the daemon's preprocessing) ..."
             )
             bundle = out / f"{target.name}.bundle"
@@ -153,30 +162,36 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
         f"   bundle verified: {len(manifest.files)} files, {manifest.n_units} units, "
         f"held-out accuracy {manifest.heldout_accuracy:.0%}"
     )
-    summary = run_online(bundle, target, out, console)
+    summary = run_online(bundle, target.parent / f"{target.name}-s2", out, console, offline=offline)
     console.print(
         f"\nDone. Report: {report_md}\nBundle: {bundle} (check it with `rtdecode bundle verify {bundle}`)\n"
         f"Decision log: {summary['log']}"
     )
 
 
-def run_online(bundle: Path, target: Path, out: Path, console: Console, speed: float = 1.0) -> dict:
-    """Serve the bundle and replay the target's recording through it; print the summary."""
+def run_online(
+    bundle: Path, target: Path, out: Path, console: Console, speed: float = 1.0, offline: dict | None = None
+) -> dict:
+    """Serve the bundle and replay ``target``'s recording (a session that did not calibrate it) through
+    it; print the summary, with the across-animal offline score ``offline`` beside the online one."""
     from rtdecode import rig_configs
     from rtdecode.offline.bench.session import replay_through_daemon
+    from rtdecode.offline.experiments import wilson_interval
 
     cfg = rig_configs.load("replay_local.toml")
     m = json.loads((target / "animal.json").read_text())
     console.print(
-        f"5. Serving the bundle and replaying {target.name}'s recording ({m['duration_s']:.0f} s) at {speed:g} x "
-        f"real time through the ZMQ Interface protocol on {cfg.stream.host}:{cfg.stream.data_port} ..."
+        f"5. Serving the bundle and replaying {target.name} (session {m.get('session', 1)}: none of its "
+        f"trials calibrated the bundle; {m['duration_s']:.0f} s) at {speed:g} x real time through the ZMQ "
+        f"Interface protocol on {cfg.stream.host}:{cfg.stream.data_port} ..."
     )
     res = replay_through_daemon(bundle, target / m["recording"], cfg, out / "decisions.jsonl", speed=speed)
     labels = pd.read_csv(target / m["stimulus_log"]).set_index("onset_sample").label
     ok = [
         d for d in res.decisions if d["status"] == "ok" and labels.get(d["onset_sample"]) in ("natural", "artificial")
     ]
-    correct = sum(d["predicted_class"] == labels[d["onset_sample"]] for d in ok)
+    correct = int(sum(d["predicted_class"] == labels[d["onset_sample"]] for d in ok))
+    lo, hi = wilson_interval(correct, len(ok))
     c = res.status["counters"]
     lat = res.status["latency"]
 
@@ -193,7 +208,16 @@ def run_online(bundle: Path, target: Path, out: Path, console: Console, speed: f
             + (" (every onset decided)" if c["onsets"] == len(res.decisions) else " -- NOT every onset decided"),
         ),
         ("decoded / degraded", f"{len(res.decisions) - c['degraded']} / {c['degraded']}"),
-        ("accuracy vs simulator labels", f"{correct / max(len(ok), 1):.1%} ({correct}/{len(ok)})"),
+        (
+            "accuracy on new trials vs simulator labels (95 % CI)",
+            f"{correct / max(len(ok), 1):.1%} [{lo:.1%}, {hi:.1%}] ({correct}/{len(ok)})",
+        ),
+        (
+            "across animals offline, same target (95 % CI)",
+            "-"
+            if offline is None
+            else f"{offline['accuracy']:.1%} [{offline['ci95'][0]:.1%}, {offline['ci95'][1]:.1%}]",
+        ),
         ("latency block -> decision p50 / p99", p("total", 1)),
         ("  of which inference p50 / p99", p("inference", 2)),
         ("blocks / malformed / overruns", f"{c['blocks']} / {c['malformed']} / {c['overruns']}"),

@@ -1,6 +1,7 @@
 """The simulator's files, read back by the field's own readers (acceptance of the foundation)."""
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -170,3 +171,27 @@ def test_deterministic_for_a_seed(tmp_path):
 def test_bad_parameters_are_named():
     with pytest.raises(ValueError, match="channels = 999: expected 8 to 384"):
         SimulationParams(channels=999).validate()
+
+
+def test_a_second_session_records_the_same_neurons_on_new_trials(tmp_path):
+    """``sessions=2``: M0-s2 has M0's probe, units and templates, but its own trials, spikes and
+    recording -- what the demo calibrates on (session 1) and decodes (session 2)."""
+    params = SimulationParams(animals=1, channels=16, units=12, repeats=1, seed=11, sessions=2)
+    (first,) = simulate(params, tmp_path)
+    second = tmp_path / "M0-s2"
+    m1, m2 = (json.loads((d / "animal.json").read_text()) for d in (first, second))
+    assert (m1["animal"], m1["session"], m2["animal"], m2["session"]) == ("M0", 1, "M0", 2)
+    assert m1["session_id"] != m2["session_id"]
+    np.testing.assert_array_equal(
+        np.load(first / "ground_truth" / "templates.npy"), np.load(second / "ground_truth" / "templates.npy")
+    )
+    u1, u2 = (pd.read_csv(d / "ground_truth" / "units.csv") for d in (first, second))
+    assert u1.unit_id.tolist() == u2.unit_id.tolist()
+    np.testing.assert_allclose(u1[["x_um", "y_um", "z_um"]], u2[["x_um", "y_um", "z_um"]])
+    assert (first / "probe.json").read_text() == (second / "probe.json").read_text()
+    s1, s2 = (pd.read_csv(d / "stimulus_log.csv") for d in (first, second))
+    assert len(s1) == len(s2) and not np.array_equal(s1.onset_sample, s2.onset_sample)
+    assert not np.array_equal(
+        np.load(first / "ground_truth" / "spikes.npy"), np.load(second / "ground_truth" / "spikes.npy")
+    )
+    assert (second / "recording").is_dir() and (second / m2["nwb"]).is_file()

@@ -67,6 +67,7 @@ class SimulationParams:
     frame_scale: float = 0.25  # stimulus frame relative to the 918 x 1174 Allen template
     write_recording: bool = True
     ttl_line: int = 0  # 0-based
+    sessions: int = 1  # recording sessions per animal: the same units, templates and probe, new trials
     ttl_pulse_ms: float = 10.0
     lead_s: float = 5.0  # spontaneous gray period before the first block
     block_gap_s: float = 1.0  # gray between stimulus blocks
@@ -83,6 +84,7 @@ class SimulationParams:
             "channels": (8 <= self.channels <= 384, "8 to 384 (one Neuropixels 1.0 bank)"),
             "units": (2 <= self.units <= 2000, "2 to 2000"),
             "repeats": (1 <= self.repeats <= 100, "1 to 100"),
+            "sessions": (1 <= self.sessions <= 10, "1 to 10"),
             "frame_scale": (0 < self.frame_scale <= 1, "in (0, 1]"),
             "ttl_line": (0 <= self.ttl_line <= 255, "a 0-based line 0..255"),
             "sample_rate": (self.sample_rate >= 1000, "at least 1000 Hz"),
@@ -196,9 +198,16 @@ def simulate_animal(
     stack: np.ndarray,
     frame: AllenFrame,
     progress=None,
+    session: int = 1,
 ) -> Path:
-    """Simulate animal ``index`` into ``out_dir / f"M{index}"``; returns that folder."""
-    name = f"M{index}"
+    """Simulate session ``session`` of animal ``index`` into ``out_dir / f"M{index}"`` (session 1) or
+    ``out_dir / f"M{index}-s{session}"``; returns that folder.
+
+    Every session of an animal has the same probe, units, templates, receptive fields and tuning (the
+    animal-level draws come first from the animal's own random stream); a later session has its own
+    schedule, trial-to-trial gains, spikes, noise and recording (from a stream of its own), as a
+    new day's recording of the same chronically implanted neurons would."""
+    name = f"M{index}" if session == 1 else f"M{index}-s{session}"
     adir = out_dir / name
     if adir.exists():
         shutil.rmtree(adir)
@@ -206,7 +215,7 @@ def simulate_animal(
     (adir / "ground_truth").mkdir()
     rng = np.random.default_rng(np.random.SeedSequence([params.seed, index, 0xA1]))
     fs = params.sample_rate
-    session_id = 700_000_000 + params.seed * 1000 + index
+    session_id = 700_000_000 + params.seed * 1000 + index + 100_000 * (session - 1)  # unit ids: % 1000
     first_sample = 30_000 * 3 + int(rng.integers(0, 30_000))
 
     # Probe, units, templates
@@ -218,10 +227,14 @@ def simulate_animal(
 
     # Population and spikes
     schedule = make_schedule(rng, params)
-    duration = float(schedule.attrs["duration_s"])
     rf_centre = (float(rng.uniform(-25, 25)), float(rng.uniform(-10, 15)))
     pop = population.make_population(rng, params.units, unit_area != "VISp", rf_centre)
     cond_rates = population.condition_rates(pop, frame, centred(stack))
+    if session > 1:  # the animal is drawn; from here on, this session's own stream
+        rng = np.random.default_rng(np.random.SeedSequence([params.seed, index, 0xA1, session]))
+        schedule = make_schedule(rng, params)
+        first_sample = 30_000 * 3 + int(rng.integers(0, 30_000))
+    duration = float(schedule.attrs["duration_s"])
     n_trials = len(schedule)
     trial_gain = rng.gamma(5.0, 1 / 5.0, (params.units, n_trials)) * rng.gamma(20.0, 1 / 20.0, (1, n_trials))
     trial_rates = cond_rates[:, schedule.condition.to_numpy()] * trial_gain
@@ -247,7 +260,8 @@ def simulate_animal(
     if params.write_recording:
         rec = voltage_recording(spike_vec, templates, nbefore, noise_levels, n_samples, fs, int(rng.integers(2**31)))
         offsets = rng.normal(0, 25.0, params.channels)
-        cm_rng = np.random.default_rng(np.random.SeedSequence([params.seed, index, 0xC0]))
+        cm_key = [params.seed, index, 0xC0] + ([session] if session > 1 else [])
+        cm_rng = np.random.default_rng(np.random.SeedSequence(cm_key))
         writer = BinaryRecordingWriter(
             adir / "recording",
             fs,
@@ -373,6 +387,8 @@ def simulate_animal(
 
     manifest = {
         "name": name,
+        "animal": f"M{index}",
+        "session": session,
         "session_id": session_id,
         "created_by": "rtdecode simulate",
         "nwb": nwb_name,
@@ -503,7 +519,8 @@ def _versions() -> dict:
 
 
 def simulate(params: SimulationParams, out_dir: str | Path, progress=None) -> list[Path]:
-    """Simulate ``params.animals`` animals into ``out_dir``; returns their folders."""
+    """Simulate ``params.animals`` animals into ``out_dir``; returns their first sessions' folders
+    (later sessions, ``params.sessions > 1``, are written beside them as ``M{i}-s{k}``)."""
     params.validate()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -516,10 +533,13 @@ def simulate(params: SimulationParams, out_dir: str | Path, progress=None) -> li
     if progress:
         progress.update(task, advance=1)
     folders = []
-    animals_task = progress.add_task("animals", total=params.animals) if progress else None
+    animals_task = progress.add_task("animals", total=params.animals * params.sessions) if progress else None
     for a in range(params.animals):
-        folders.append(simulate_animal(params, a, out_dir, scenes, stack, frame, progress))
-        if progress:
-            progress.update(animals_task, advance=1)
+        for k in range(1, params.sessions + 1):
+            folder = simulate_animal(params, a, out_dir, scenes, stack, frame, progress, session=k)
+            if k == 1:
+                folders.append(folder)
+            if progress:
+                progress.update(animals_task, advance=1)
     shutil.rmtree(cache)
     return folders
