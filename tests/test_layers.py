@@ -59,8 +59,14 @@ def test_readme_parameter_table_is_the_parameter_table():
 def test_shipped_rig_configs_load_through_importlib_resources():
     from rtdecode import rig_configs
 
-    assert rig_configs.names() == ["neuropixels1_openephys.toml", "replay_local.toml"]
+    assert rig_configs.names() == [
+        "neuropixels1_falcon_output.toml",
+        "neuropixels1_openephys.toml",
+        "replay_local.toml",
+    ]
     assert rig_configs.load("replay_local.toml").name == "replay-local"
+    falcon = rig_configs.load("neuropixels1_falcon_output.toml").stream
+    assert (falcon.protocol, falcon.data_port, falcon.heartbeat_port) == ("falcon-output", 3335, None)
     with pytest.raises(FileNotFoundError, match="no shipped rig config 'nope.toml'"):
         rig_configs.load("nope.toml")
 
