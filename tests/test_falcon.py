@@ -216,5 +216,8 @@ def test_a_full_ring_drops_and_degrades_on_a_rig_and_waits_when_lossless(bundle,
         assert len(decisions) == len(ONSETS) and all(r["status"] == "ok" for r in decisions)
     else:
         assert c["overruns"] > 0 and stop["stream_s"]["processed"] < stop["stream_s"]["received"]
-        degraded = [r for r in decisions if r["status"] != "ok"]
-        assert degraded and all("overrun" in r["status"] or "gap" in r["status"] for r in degraded)
+        parts = {p for r in decisions if r["status"] != "ok" for p in r["status"].split(": ", 1)[1].split("; ")}
+        print("degraded reasons:", parts)
+        assert "ring overrun" in parts
+        # the refused blocks (the sorter's gap after them), or the last trials never seen whole at stop
+        assert parts <= {"ring overrun", "data gap", "shutdown"}
