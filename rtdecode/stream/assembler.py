@@ -44,6 +44,26 @@ def rates_agree(a: float, b: float) -> bool:
     return abs(a - b) <= RATE_TOLERANCE * max(abs(a), abs(b))
 
 
+def check_sample_continuity(
+    counters: dict, expected: int | None, sample_num: int, anomalies: list[Anomaly], gap_reported: bool = False
+) -> bool:
+    """A block starting at ``sample_num`` where ``expected`` was due: a step back is a restart, a step
+    forward a sample gap (unless ``gap_reported``: lost messages already cover it). Counts and appends
+    the anomaly; True for a restart. Shared by both input protocols' assemblers."""
+    if expected is None or sample_num == expected:
+        return False
+    if sample_num < expected:
+        counters["restarts"] += 1
+        detail = f"sample_num went back from {expected} to {sample_num}"
+        anomalies.append(Anomaly("restart", sample_num, sample_num, detail))
+        return True
+    if not gap_reported:
+        counters["sample_gaps"] += 1
+        detail = f"{sample_num - expected} samples missing before sample {sample_num}"
+        anomalies.append(Anomaly("sample_gap", expected, sample_num, detail))
+    return False
+
+
 @dataclass(slots=True)
 class Block:
     sample_num: int
@@ -251,28 +271,7 @@ class BlockAssembler:
         return block, anomalies
 
     def _start_block(self, msg: DataMessage, anomalies: list[Anomaly]) -> None:
-        exp = self.expected_sample
-        if exp is not None and msg.sample_num != exp:
-            if msg.sample_num < exp:
-                self.counters["restarts"] += 1
-                anomalies.append(
-                    Anomaly(
-                        "restart",
-                        msg.sample_num,
-                        msg.sample_num,
-                        f"sample_num went back from {exp} to {msg.sample_num}",
-                    )
-                )
-            else:
-                self.counters["sample_gaps"] += 1
-                anomalies.append(
-                    Anomaly(
-                        "sample_gap",
-                        exp,
-                        msg.sample_num,
-                        f"{msg.sample_num - exp} samples missing before sample {msg.sample_num}",
-                    )
-                )
+        check_sample_continuity(self.counters, self.expected_sample, msg.sample_num, anomalies)
         self._cur_sample = msg.sample_num
         self._cur_n = msg.num_samples
         self._next_channel = 0

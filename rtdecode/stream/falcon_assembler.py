@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtdecode.stream.assembler import STREAM_COUNTERS, Anomaly, Block
+from rtdecode.stream.assembler import STREAM_COUNTERS, Anomaly, Block, check_sample_continuity
 from rtdecode.stream.falcon import FALCON_TTL_LINES, FalconMessage
 
 
@@ -92,29 +92,9 @@ class FalconAssembler:
                 anomalies.append(Anomaly("duplicate", msg.sample_num, msg.sample_num, f"message_id {num} after {last}"))
                 return None, [], anomalies
         self.last_message_id = num
-        exp = self.expected_sample
-        if exp is not None and msg.sample_num != exp:
-            if msg.sample_num < exp:
-                self.counters["restarts"] += 1
-                anomalies.append(
-                    Anomaly(
-                        "restart",
-                        msg.sample_num,
-                        msg.sample_num,
-                        f"sample_num went back from {exp} to {msg.sample_num}",
-                    )
-                )
-                self.last_code = 0
-            elif not any(a.kind == "message_gap" for a in anomalies):  # a lost block already covers it
-                self.counters["sample_gaps"] += 1
-                anomalies.append(
-                    Anomaly(
-                        "sample_gap",
-                        exp,
-                        msg.sample_num,
-                        f"{msg.sample_num - exp} samples missing before {msg.sample_num}",
-                    )
-                )
+        gap_reported = any(a.kind == "message_gap" for a in anomalies)  # lost blocks already cover it
+        if check_sample_continuity(self.counters, self.expected_sample, msg.sample_num, anomalies, gap_reported):
+            self.last_code = 0
         ttls = self._edges(msg)
         self.expected_sample = msg.sample_num + msg.n_samples
         self.counters["blocks"] += 1
