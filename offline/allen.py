@@ -310,6 +310,8 @@ class AllenSession:
         if "id" in g:
             df.insert(0, "presentation_id", g["id"][()])
         df["family"] = family
+        if "stimulus_block" in g:  # the Allen tables number stimulus blocks; the splits use them
+            df["stimulus_block"] = g["stimulus_block"][()].astype(np.float64)
         if family == "natural_scenes":
             frame = np.array([parse_allen_number(v) for v in g["frame"][()]])
             df["frame"] = frame

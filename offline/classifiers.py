@@ -1,15 +1,18 @@
-"""The classifiers the experiments compare: GoogLeNet on neural images (head or fine-tune), a
-linear read-out of the same images (logistic regression on the pixels, or on their first principal
-components), and a GLM (logistic regression) on the responses ``R`` -- the paper's 83 % baseline."""
+"""The classifiers the experiments compare: a network (GoogLeNet or EfficientNet-Lite0, pretrained or
+not, head or fine-tune) on neural images, a linear read-out of the same images (logistic regression
+on the pixels, or on their first principal components), and a GLM (logistic regression) on the
+responses ``R`` -- the paper's 83 % baseline.
+"""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from rtdecode.offline import model as gnet
+from rtdecode.offline.backbones import load_backbone
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -23,10 +26,18 @@ IMAGE_PCS = 20
 class FitResult:
     p_natural: np.ndarray  # scored trials
     curve: dict
+    logits: np.ndarray | None = None  # (scored trials, 2), where the classifier has logits
+    extra: list = field(default_factory=list)  # p_natural of further input sets, scored by the same fit
 
 
-class GoogLeNetClassifier:
-    """GoogLeNet transfer learning, reset to the same initial weights for every split."""
+class NetworkClassifier:
+    """Transfer learning on a backbone (``rtdecode.offline.backbones``: GoogLeNet or EfficientNet-Lite0),
+    reset to the same initial weights for every split.
+
+    ``head`` mode trains a linear head on the frozen features (computed once per image); ``finetune``
+    trains every layer. A backbone without ImageNet weights (GoogLeNet on most machines, or any backbone
+    with ``pretrained=False``) has its BatchNorm statistics calibrated on the training images first:
+    torchvision's random init gives vanishing activations in eval mode otherwise."""
 
     def __init__(
         self,
@@ -37,38 +48,44 @@ class GoogLeNetClassifier:
         seed: int = 0,
         finetune_lr: float | None = None,
         image_size: int = 224,
+        backbone: str = "googlenet",
+        pretrained: bool = True,
+        key: str | None = None,
     ) -> None:
         if mode not in ("head", "finetune"):
             raise ValueError(f"mode must be 'head' or 'finetune', got {mode!r}")
-        self.weights_path = gnet.find_weights(weights)
-        self.pretrained = self.weights_path is not None
+        self.backbone = load_backbone(backbone, image_size, weights, pretrained=pretrained, seed=seed)
+        self.weights_path = self.backbone.weights_path
+        self.pretrained = self.backbone.pretrained
         self.mode = mode
-        # Without ImageNet weights, deep random features vanish and GoogLeNet trained from scratch does
-        # not converge on a few hundred trials on a CPU; a head on the BatchNorm-calibrated random
-        # inception3b map (pooled to 6x6, so where things are in the image is kept) does work.
-        self.tap = None if self.pretrained else "inception3b"
         self.head_epochs = head_epochs
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr or (1e-4 if self.pretrained else 1e-3)
         self.seed = seed
-        grid = gnet.tap_grid(image_size, self.tap) if self.tap else 6
-        self._initial = gnet.build_googlenet(2, self.weights_path, seed=seed, tap=self.tap, grid=grid)
+        self.key = key or self.backbone.key
+        self._initial = self.backbone.model
         self.model = None  # the last trained network (for export)
 
     @property
     def architecture(self) -> dict:
-        return {"name": "googlenet", "tap": self.tap, "grid": self._initial.grid}
+        return self.backbone.architecture
 
     @property
     def description(self) -> str:
+        b = self.backbone
+        name = {"googlenet": "GoogLeNet", "efficientnet-lite0": "EfficientNet-Lite0"}[b.name]
+        where = f"head on {b.tap or 'global features'}" + (f" pooled {b.grid}x{b.grid}" if b.tap else "")
         if self.pretrained:
-            return f"GoogLeNet, {self.mode} mode, ImageNet weights ({self.weights_path})"
-        what = (
-            "linear head on frozen random-init features (inception3b, BatchNorm calibrated)"
-            if self.mode == "head"
-            else f"all layers trained from random initialisation ({self.finetune_epochs} epochs)"
+            return f"{name}, {self.mode} mode, ImageNet weights ({b.weights_path}); {where}"
+        why = "random initialisation" + (
+            " (no ImageNet weights given or in torchvision's cache)" if b.name == "googlenet" else " (control)"
         )
-        return f"GoogLeNet without ImageNet weights (none given or in torchvision's cache): {what}"
+        what = (
+            f"linear {where} of the frozen, BatchNorm-calibrated network"
+            if self.mode == "head"
+            else f"all layers trained ({self.finetune_epochs} epochs)"
+        )
+        return f"{name} without ImageNet weights, {why}: {what}"
 
     def _fresh(self, train_inputs: np.ndarray):
         model = copy.deepcopy(self._initial)
@@ -96,25 +113,33 @@ class GoogLeNetClassifier:
         return self.fit_predict_many(train_inputs, [labels], test_inputs)[0]
 
     def fit_predict_many(
-        self, train_inputs: np.ndarray, label_sets: list[np.ndarray], test_inputs: np.ndarray
+        self, train_inputs: np.ndarray, label_sets: list[np.ndarray], test_inputs, extra_tests=()
     ) -> list[FitResult]:
         """One classifier per label set on the same inputs (e.g. true and shuffled labels).
 
-        In head mode the frozen features are computed once and shared."""
+        In head mode the frozen features are computed once and shared. ``extra_tests`` are more input
+        sets scored by the same classifiers (``FitResult.extra``), e.g. leaky variants of the test images."""
         if self.mode != "head":
             out = []
             for labels in label_sets:
                 model, curve = self.fit(train_inputs, labels)
-                out.append(FitResult(gnet.predict_proba(model, test_inputs)[:, 1], curve))
+                res = FitResult(gnet.predict_proba(model, test_inputs)[:, 1], curve)
+                res.extra = [gnet.predict_proba(model, x)[:, 1] for x in extra_tests]
+                res.logits = gnet.predict_logits(model, test_inputs)
+                out.append(res)
             return out
         model = self._fresh(train_inputs)
         f_train = gnet.features(model, train_inputs)
         f_test = gnet.features(model, test_inputs)
+        f_extra = [gnet.features(model, x) for x in extra_tests]
         out = []
         for labels in label_sets:
             head, curve = gnet.train_head(f_train, labels, epochs=self.head_epochs, seed=self.seed)
             logits = head(torch_tensor(f_test)).detach().numpy()
-            out.append(FitResult(_softmax1(logits), curve.as_dict()))
+            res = FitResult(_softmax1(logits), curve.as_dict())
+            res.logits = logits
+            res.extra = [_softmax1(head(torch_tensor(f)).detach().numpy()) for f in f_extra]
+            out.append(res)
         return out
 
 
@@ -152,6 +177,39 @@ def linear_image_fit_predict(
     steps.append(LogisticRegression(C=0.05 if not n_components else 1.0, max_iter=5000, random_state=seed))
     model = make_pipeline(*steps).fit(a, labels)
     return FitResult(model.predict_proba(b)[:, 1].astype(np.float32), {})
+
+
+def pca_features(
+    x_train: np.ndarray, x_test: np.ndarray, n_components: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first principal components of the standardised grey channel (fit on the training inputs) --
+    the features of the linear read-out on components, computed once where only labels change."""
+    a = x_train[:, 0].reshape(len(x_train), -1)
+    b = x_test[:, 0].reshape(len(x_test), -1)
+    pipe = make_pipeline(StandardScaler(), PCA(min(n_components, len(a) - 1, a.shape[1]), random_state=seed)).fit(a)
+    return pipe.transform(a), pipe.transform(b)
+
+
+def logistic_regression_many(x: np.ndarray, labels: np.ndarray, C: float = 1.0, iters: int = 50) -> np.ndarray:
+    """L2-penalised logistic regressions of the same features ``x`` (n, d) on many label vectors
+    ``labels`` (k, n) at once -- scikit-learn's ``LogisticRegression(C=C)`` objective (penalty
+    ``|w|^2 / (2C)``, intercept free), solved by batched Newton steps. Returns (k, d + 1) weights with the
+    intercept last. The permutation test refits one regression per permutation; this does them together."""
+    xa = np.concatenate([np.asarray(x, np.float64), np.ones((len(x), 1))], axis=1)
+    y = np.atleast_2d(np.asarray(labels, np.float64))
+    k, d = len(y), xa.shape[1]
+    reg = np.full(d, 1.0 / C)
+    reg[-1] = 0.0
+    w = np.zeros((k, d))
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-np.clip(w @ xa.T, -50, 50)))  # (k, n)
+        grad = (p - y) @ xa + w * reg
+        hess = np.einsum("kn,ni,nj->kij", p * (1 - p), xa, xa) + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
 
 
 class LinearImageClassifier:

@@ -1,6 +1,6 @@
 """The offline builder's commands, registered onto the ``rtdecode`` command line by :func:`register`.
 
-``simulate``, ``session info``, ``evaluate``, ``build`` and ``bench offline|online``. Heavy imports
+``demo``, ``simulate``, ``session info``, ``evaluate``, ``build`` and ``bench offline|online``. Heavy imports
 stay inside the commands, so ``rtdecode --help`` is fast.
 """
 
@@ -28,8 +28,21 @@ def register(app: typer.Typer) -> None:
     app.command()(simulate)
     app.command()(evaluate)
     app.command()(build)
+    app.command()(demo)
     app.add_typer(session_app, name="session")
     app.add_typer(bench_app, name="bench")
+
+
+# ------------------------------------------------------------------------------------------------
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="where the demo writes its files")] = Path("demo_out"),
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """The main job on the embedded default: simulate, evaluate, build a bundle from the target's first
+    session, serve it and replay the target's second session through it."""
+    from rtdecode.offline.demo import run_demo
+
+    run_demo(out, seed, console=console, progress=progress_bar())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -188,9 +201,32 @@ def evaluate(
             "leaky protocol (PS and baseline fit on all trials), with the inflation; 'leakage-free': ours only"
         ),
     ] = "paper",
+    backbone: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--backbone",
+            help="network(s) on neural images: googlenet (the paper's; ImageNet weights only with --weights) and/or "
+            "efficientnet-lite0 (ImageNet-pretrained, weights installed); repeatable, the first is the primary "
+            "network of the controls, the paper's protocol and the learning curve [default: both]",
+        ),
+    ] = None,
+    random_init_control: Annotated[
+        bool,
+        typer.Option(help="beside every pretrained network, the same network from random initialisation"),
+    ] = True,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="how folds and the target's calibration split are cut: trial (stratified random), image (a scene "
+            "or grating never in both training and test) or block (whole stimulus blocks)"
+        ),
+    ] = "trial",
+    permutations: Annotated[
+        int, typer.Option(help="label permutations of the linear read-out's permutation test (0 skips it)")
+    ] = 200,
 ) -> None:
     """Run the paper's experiments without leakage (and under the paper's protocol beside them) and
-    write a report with figures."""
+    write a report with figures and the statistics behind every comparison."""
     from rtdecode.offline.evaluate import EvaluationConfig, parse_combination, run_evaluation
     from rtdecode.offline.parallel import Executor
     from rtdecode.offline.report import reading, write_report
@@ -211,7 +247,15 @@ def evaluate(
         calibration_fraction=calibration_fraction,
         combinations=combos,
         weights=str(weights) if weights else None,
+        backbones=tuple(backbone) if backbone else ("googlenet", "efficientnet-lite0"),
+        random_init_control=random_init_control,
+        split=split,
+        permutations=permutations,
     )
+    try:
+        cfg.validate(0)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
     paths = expand_sessions(sessions)
     with Executor(scheduler) as executor:
         console.print(f"{len(paths)} session(s); per-session work on {executor.description}")
@@ -233,39 +277,67 @@ def evaluate(
 
 # ------------------------------------------------------------------------------------------------
 def build(
+    target: Annotated[
+        Path,
+        typer.Option(
+            "--target",
+            help="the rig animal's labelled calibration session (folder with its recording and stimulus log): "
+            "the classifier trains on it",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="bundle directory to create")],
     train: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Option(
             "--train",
             metavar="DIR",
-            help="a training session (animal folder, or a folder of them); repeat: --train A --train B",
+            help="extra training data: another animal's session (animal folder, or a folder of them); repeatable",
         ),
-    ],
-    target: Annotated[Path, typer.Option("--target", help="the rig animal's folder (recording + stimulus log)")],
-    out: Annotated[Path, typer.Option("--out", help="bundle directory to create")],
+    ] = None,
     templates: Annotated[
         str, typer.Option(help="kilosort4 (sort the recording) or ground-truth (simulator)")
     ] = "kilosort4",
+    spikes: Annotated[
+        str,
+        typer.Option(
+            help="whose spikes the calibration responses are counted from: online (the bundle's own matcher over "
+            "the calibration recording -- what the daemon will see) or sorter (the sort's spikes)"
+        ),
+    ] = "online",
     image_size: Annotated[int, typer.Option(help="neural image / network input size (paper: 224)")] = default(
         "build.image_size"
     ),
-    mode: Annotated[str, typer.Option(help="head (frozen ImageNet features) or finetune (all layers)")] = "head",
+    decoder: Annotated[
+        str,
+        typer.Option(
+            help="network (a backbone with a trained head), linear (logistic regression on the neural image's "
+            "first 20 principal components: microseconds per trial on a CPU rig; same export and backends), or "
+            "auto (both, keeping the better on the calibration session's held-out folds)"
+        ),
+    ] = "network",
+    backbone: Annotated[
+        str,
+        typer.Option(
+            help="the network: googlenet (the paper's; ImageNet weights only with --weights) or efficientnet-lite0 "
+            "(ImageNet-pretrained weights installed with rtdecode)"
+        ),
+    ] = "googlenet",
+    mode: Annotated[str, typer.Option(help="head (frozen features) or finetune (all layers)")] = "head",
     epochs: Annotated[int, typer.Option(help="training epochs when all layers are trained")] = 10,
-    weights: Annotated[Path | None, typer.Option(help="torchvision ImageNet GoogLeNet checkpoint")] = None,
-    calibration_fraction: Annotated[float, typer.Option(help="target trials that fit its PS and baseline")] = 0.5,
+    weights: Annotated[
+        Path | None, typer.Option(help="ImageNet weights of the backbone (googlenet-1378be20.pth for GoogLeNet)")
+    ] = None,
+    folds: Annotated[
+        int, typer.Option(help="cross-validation folds of the held-out estimate and the probability calibration")
+    ] = 5,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     area: Annotated[str, typer.Option(help="brain area of the training units ('all' = every area)")] = "VISp",
     scheduler: Annotated[str, typer.Option(help="'local' (Dask LocalCluster), an address, or 'none'")] = "local",
     overwrite: Annotated[bool, typer.Option(help="replace an existing bundle at --out")] = False,
-    decoder: Annotated[
-        str,
-        typer.Option(
-            help="googlenet (the paper's network) or linear (logistic regression on the neural image's first "
-            "20 principal components: microseconds per trial on a CPU rig; same export and backends)"
-        ),
-    ] = "googlenet",
 ) -> None:
-    """Build a decoder bundle: train on sessions, calibrate on the target, export ONNX, write atomically."""
+    """Build a decoder bundle from the target animal's labelled calibration session: sort it, count its
+    responses from the daemon's own spikes, train (with other sessions as extra data if given), calibrate
+    the probabilities, export ONNX, write atomically."""
     import tempfile
 
     from rtdecode.offline.build import BuildConfig, build_bundle
@@ -273,8 +345,6 @@ def build(
 
     if templates not in ("kilosort4", "ground-truth"):
         raise RtdecodeError(f"--templates {templates!r}: expected kilosort4 or ground-truth")
-    if decoder not in ("googlenet", "linear"):
-        raise RtdecodeError(f"--decoder {decoder!r}: expected googlenet or linear")
     if not (target / "animal.json").is_file():
         raise RtdecodeError(f"--target {target}: expected an animal folder with animal.json")
     cfg = BuildConfig(
@@ -284,15 +354,30 @@ def build(
         epochs=epochs,
         weights=str(weights) if weights else None,
         seed=seed,
-        calibration_fraction=calibration_fraction,
         decoder=decoder,
+        backbone=backbone,
+        spikes=spikes,
+        folds=folds,
     )
-    paths = [p for p in expand_sessions(train) if p.resolve() != target.resolve()]
-    if not paths:
-        raise RtdecodeError("no training sessions other than the target")
-    with Executor(scheduler) as executor, tempfile.TemporaryDirectory(prefix="rtdecode-build-") as work:
-        console.print(f"{len(paths)} training session(s); per-session work on {executor.description}")
-        datasets, refs = load_sessions(executor, paths, image_size, area, None)
+    try:
+        cfg.validate()
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    paths = expand_sessions(train or [])
+    same = [p for p in paths if p.resolve() == target.resolve()]
+    if same:
+        raise RtdecodeError(
+            f"--train {same[0]} is the --target session: its trials are the training data already; give other "
+            "sessions with --train"
+        )
+    with (
+        Executor(scheduler if paths else "none") as executor,
+        tempfile.TemporaryDirectory(prefix="rtdecode-build-") as work,
+    ):
+        datasets, refs = [], {}
+        if paths:
+            console.print(f"{len(paths)} extra training session(s); per-session work on {executor.description}")
+            datasets, refs = load_sessions(executor, paths, image_size, area, None)
         with progress_bar() as progress:
             build_bundle(
                 datasets,
@@ -321,7 +406,7 @@ def bench_offline(
 
     with console.status("benchmarking (neural images, then inference) ..."):
         r = run_offline_bench(out, trials, units, image_size, calls)
-    n, inf = r["neural_images"], r["inference"]
+    n = r["neural_images"]
     table = Table(
         title=f"rtdecode bench offline ({r['machine']['cpus']} CPUs, load {r['machine']['load_average'][0]:.1f})"
     )
@@ -339,24 +424,27 @@ def bench_offline(
         ("speed-up vs naive loop", f"{n['speedup_vs_naive']:.0f}x"),
         ("speed-up per-condition vs direct PS", f"{n['speedup_condition_vs_direct_ps']:.0f}x"),
         ("peak resident memory", f"{n['peak_rss_mb']:.0f} MB"),
-        (
-            f"ONNX Runtime p50 / p99 ({inf['image_size']}^2, 1 thread)",
-            f"{inf['onnxruntime_ms_p50']:.1f} / {inf['onnxruntime_ms_p99']:.1f} ms",
-        ),
-        (
-            "ONNX Runtime INT8 (QDQ) p50 / p99",
-            f"{inf['onnxruntime_int8_ms_p50']:.1f} / {inf['onnxruntime_int8_ms_p99']:.1f} ms "
-            f"({inf['speedup_int8_vs_fp32_p50']:.2f}x fp32)",
-        ),
-        (
-            "torch eager p50 / p99 (inference_mode, channels_last)",
-            f"{inf['torch_eager_ms_p50']:.1f} / {inf['torch_eager_ms_p99']:.1f} ms",
-        ),
-        ("torch plain eager p50 (no_grad, NCHW)", f"{inf['torch_plain_eager_ms_p50']:.1f} ms"),
-        ("ONNX Runtime speed-up vs torch (p50)", f"{inf['speedup_onnxruntime_vs_torch_p50']:.2f}x"),
-        ("ONNX Runtime speed-up vs plain torch (p50)", f"{inf['speedup_onnxruntime_vs_plain_torch_p50']:.2f}x"),
-        ("max |logit difference|", f"{inf['max_abs_logit_diff']:.1e}"),
     ]
+    for key, name in (("inference", "GoogLeNet"), ("inference_efficientnet_lite0", "EfficientNet-Lite0")):
+        inf = r[key]
+        rows += [
+            (
+                f"{name}: ONNX Runtime p50 / p99 ({inf['image_size']}^2, 1 thread)",
+                f"{inf['onnxruntime_ms_p50']:.1f} / {inf['onnxruntime_ms_p99']:.1f} ms",
+            ),
+            (
+                f"{name}: ONNX Runtime INT8 (QDQ) p50 / p99",
+                f"{inf['onnxruntime_int8_ms_p50']:.1f} / {inf['onnxruntime_int8_ms_p99']:.1f} ms "
+                f"({inf['speedup_int8_vs_fp32_p50']:.2f}x fp32)",
+            ),
+            (
+                f"{name}: torch eager p50 / p99 (inference_mode, channels_last)",
+                f"{inf['torch_eager_ms_p50']:.1f} / {inf['torch_eager_ms_p99']:.1f} ms",
+            ),
+            (f"{name}: torch plain eager p50 (no_grad, NCHW)", f"{inf['torch_plain_eager_ms_p50']:.1f} ms"),
+            (f"{name}: ONNX Runtime speed-up vs torch (p50)", f"{inf['speedup_onnxruntime_vs_torch_p50']:.2f}x"),
+            (f"{name}: max |logit difference|", f"{inf['max_abs_logit_diff']:.1e}"),
+        ]
     for row in rows:
         table.add_row(*row)
     console.print(table)

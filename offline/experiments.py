@@ -5,70 +5,72 @@ stimulus into its neural image. So for every split of trials into a fit set and 
 
 - baseline statistics and ``PS`` are fit on the fit set only; scored images use that ``PS``;
 - images of the fit set itself (what a classifier trains on) are *cross-fitted*: each is built
-  with a ``PS`` fit on the other half of the fit set, so training images carry no leak either and
-  look like the scored ones.
+  with a ``PS`` fit on all the other trials of the fit set (leave one out), so training images carry
+  no leak either and are on the scale of the scored ones (``PS`` is a mean over its fit trials;
+  ``image_scale`` reports the std ratio).
 
 Every function records which trials fit what (``provenance``), and the report carries it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from rtdecode.offline.dataset import AnimalDataset
-from sklearn.model_selection import StratifiedKFold
+from rtdecode.offline.statistics import Score, wilson_interval  # noqa: F401  (re-exported: used by the demo)
 
 from rtdecode.core.model_input import ImageNormalisation
-from rtdecode.core.neural_image import neural_images, preferred_stimuli_from_conditions
+from rtdecode.core.neural_image import (
+    condition_sums,
+    leave_one_out_images,
+    neural_images,
+    preferred_stimuli_from_conditions,
+)
 from rtdecode.core.responses import BaselineStats
 from rtdecode.core.stimuli import resize_images
 
 
 @dataclass
 class ImageSet:
-    """Neural images of some trials of one animal, with what fit them."""
+    """Neural images of some trials of one animal, with what fit them.
+
+    ``leave_one_out``: each image ``k`` was made with the ``PS`` of ``ps_fit[0]`` minus its own trial
+    (cross-fitted training images); otherwise every image of group ``g`` used the ``PS`` of ``ps_fit[g]``."""
 
     trials: np.ndarray  # trial indices (rows of the dataset)
     images: np.ndarray  # (len(trials), pixels) float32
     ps_fit: list[np.ndarray]  # trial indices of the PS fit used for each image group
     groups: list[np.ndarray]  # image rows made with each PS in ps_fit
     baseline_fit: np.ndarray
+    leave_one_out: bool = False
 
     def provenance(self) -> list[dict]:
         return [
             {
                 "images_of_trials": self.trials[g].tolist(),
                 "ps_fit_trials": f.tolist(),
+                "ps_fit_excludes_own_trial": self.leave_one_out,
                 "baseline_fit_trials": self.baseline_fit.tolist(),
             }
             for g, f in zip(self.groups, self.ps_fit, strict=True)
         ]
 
 
-def _split_halves(idx: np.ndarray, labels: np.ndarray, seed: int, k: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(fit, apply) index pairs so every trial of ``idx`` is applied exactly once."""
-    n_splits = min(k, int(np.bincount(labels[idx], minlength=2).min()) if len(idx) else 0)
-    if n_splits < 2:
-        raise ValueError(f"need at least 2 trials of each class to cross-fit, got {np.bincount(labels[idx])}")
-    skf = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
-    return [(idx[a], idx[b]) for a, b in skf.split(idx, labels[idx])]
-
-
-def crossfitted_images(
-    R: np.ndarray, ds: AnimalDataset, idx: np.ndarray, baseline_fit: np.ndarray, seed: int
-) -> ImageSet:
-    """Images of trials ``idx``, each made with a PS fit on the other half of ``idx``."""
-    images = np.empty((len(idx), ds.stack[0].size), dtype=np.float32)
-    pos = {int(t): i for i, t in enumerate(idx)}
-    ps_fit, groups = [], []
-    for fit, apply in _split_halves(idx, ds.labels, seed):
-        ps = preferred_stimuli_from_conditions(R[fit], ds.condition[fit], ds.stack)
-        rows = np.array([pos[int(t)] for t in apply])
-        images[rows] = neural_images(R[apply], ps)
-        ps_fit.append(fit)
-        groups.append(rows)
-    return ImageSet(trials=idx, images=images, ps_fit=ps_fit, groups=groups, baseline_fit=baseline_fit)
+def crossfitted_images(R: np.ndarray, ds: AnimalDataset, idx: np.ndarray, baseline_fit: np.ndarray) -> ImageSet:
+    """Images of trials ``idx``, each made with the PS of the other trials of ``idx`` (leave one out):
+    no image carries its own stimulus, and all are on the scale of images scored with the PS of all
+    of ``idx`` (``rtdecode.core.neural_image.leave_one_out_images``)."""
+    idx = np.asarray(idx)
+    images = leave_one_out_images(R[idx], ds.condition[idx], ds.stack)
+    return ImageSet(
+        trials=idx,
+        images=images,
+        ps_fit=[idx],
+        groups=[np.arange(len(idx))],
+        baseline_fit=np.asarray(baseline_fit),
+        leave_one_out=True,
+    )
 
 
 def scored_images(R: np.ndarray, ds: AnimalDataset, fit: np.ndarray, scored: np.ndarray) -> tuple[ImageSet, np.ndarray]:
@@ -76,6 +78,13 @@ def scored_images(R: np.ndarray, ds: AnimalDataset, fit: np.ndarray, scored: np.
     ps = preferred_stimuli_from_conditions(R[fit], ds.condition[fit], ds.stack)
     imgs = neural_images(R[scored], ps)
     return ImageSet(trials=scored, images=imgs, ps_fit=[fit], groups=[np.arange(len(scored))], baseline_fit=fit), ps
+
+
+def image_scale(train_images: np.ndarray, scored_images: np.ndarray) -> dict:
+    """The std of the images a classifier trains on and of those it scores, and their ratio
+    (scored / training): 1 when both are on one scale (DESIGN section 2, "One scale")."""
+    a, b = float(np.std(train_images)), float(np.std(scored_images))
+    return {"train_std": a, "scored_std": b, "ratio": b / a if a > 0 else float("nan")}
 
 
 @dataclass
@@ -87,6 +96,10 @@ class SplitImages:
     ps: np.ndarray  # PS used for the scored images (units x pixels)
     baseline: BaselineStats
     normalisation: ImageNormalisation  # fit on the cross-fitted training images
+
+    @property
+    def scale(self) -> dict:
+        return image_scale(self.train.images, self.test.images)
 
 
 def split_images(
@@ -103,7 +116,7 @@ def split_images(
         R = R.copy()
         for idx in (train_idx, test_idx):
             R[idx] = R[rng.permutation(idx)]
-    train = crossfitted_images(R, ds, np.asarray(train_idx), np.asarray(train_idx), seed)
+    train = crossfitted_images(R, ds, np.asarray(train_idx), np.asarray(train_idx))
     test, ps = scored_images(R, ds, np.asarray(train_idx), np.asarray(test_idx))
     size = ds.stack.shape[-1]
     return SplitImages(
@@ -115,15 +128,60 @@ def split_images(
     )
 
 
-def paper_protocol_images(ds: AnimalDataset) -> ImageSet:
+def paper_protocol_images(ds: AnimalDataset, shuffle_responses: bool = False, seed: int = 0) -> ImageSet:
     """The seed paper's protocol, leaky on purpose: baseline statistics and ``PS`` fit on *every*
     trial, test trials included, and each trial's image made with that one ``PS`` -- so a test
     trial's own stimulus is in the preferred stimuli that form its image. Only for setting beside
-    the leakage-free numbers, to show how much that inflates them."""
+    the leakage-free numbers, to show how much that inflates them.
+
+    ``shuffle_responses`` is the stimulus-only control under this protocol: every trial gets another
+    trial's response, so nothing neural is left -- but a trial's image still holds its own stimulus,
+    weighted by ``|R|^2``, through the ``PS`` it helped fit, so the control detects the leak."""
     idx = np.arange(ds.n_trials)
     R, _ = ds.responses(idx)
+    if shuffle_responses:
+        R = R[np.random.default_rng(seed + 7919).permutation(idx)]
     imgs, _ = scored_images(R, ds, idx, idx)
     return imgs
+
+
+def self_term_images(ds: AnimalDataset, fit: np.ndarray, scored: np.ndarray, min_std_hz: float | None = None):
+    """Images of ``scored`` trials that differ from the leakage-free ones *only* by letting each scored
+    trial into its own fit: trial ``t``'s baseline statistics and ``PS`` are fit on ``fit`` plus ``t``.
+
+    This isolates the leak (the self-term ``|R_t|^2 S_t / (n + 1)`` and the trial's own baseline) from
+    everything else the paper's protocol changes (more fit trials, training images that are not
+    cross-fitted). With raw rates ``r``, baseline rates ``b``, ``A = sum_fit r S`` and ``B = sum_fit S``,
+    trial ``t``'s statistics ``m'_t, s'_t`` (fit plus ``t``, in closed form from the fit set's sums) give
+    ``R'_t = (r_t - m'_t) / s'_t`` and, with ``w_t = R'_t / ((n + 1) s'_t)``::
+
+        I_t = w_t A - (w_t . m'_t) B + (w_t . (r_t - m'_t)) S_t
+
+    -- one GEMM for all scored trials. Returns (scored trials, pixels) float32."""
+    from rtdecode.parameters import default
+
+    min_std = default("build.min_baseline_std_hz") if min_std_hz is None else min_std_hz
+    fit, scored = np.asarray(fit), np.asarray(scored)
+    n = len(fit)
+    b = ds.baseline_rates.astype(np.float64)
+    s1, s2 = b[fit].sum(0), (b[fit] ** 2).sum(0)
+    bt = b[scored]
+    mean = (s1 + bt) / (n + 1)
+    var = ((s2 + bt**2) - (s1 + bt) ** 2 / (n + 1)) / n  # ddof = 1 over n + 1 trials, as BaselineStats
+    std = np.maximum(np.sqrt(np.maximum(var, 0)), min_std)
+    r = ds.response_rates.astype(np.float64)
+    stack = ds.stack.reshape(len(ds.stack), -1).astype(np.float64)
+    counts = np.bincount(ds.condition[fit], minlength=len(stack)).astype(np.float64)
+    A = condition_sums(r[fit], ds.condition[fit], len(stack)).astype(np.float64).T @ stack  # units x pixels
+    B = counts @ stack
+    rt = r[scored]
+    w = (rt - mean) / std / ((n + 1) * std)
+    images = (
+        w @ A
+        - (w * mean).sum(1)[:, None] * B[None, :]
+        + (w * (rt - mean)).sum(1)[:, None] * stack[ds.condition[scored]]
+    )
+    return images.astype(np.float32)
 
 
 def temporal_images(ds: AnimalDataset, train_idx: np.ndarray, image_size: int) -> np.ndarray:
@@ -134,48 +192,3 @@ def temporal_images(ds: AnimalDataset, train_idx: np.ndarray, image_size: int) -
     sd = x[train_idx].std(axis=(0, 2), keepdims=True) + 1e-3
     z = (x - mu) / sd
     return resize_images(z, (image_size, image_size)).reshape(len(z), -1)
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = correct / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return (float(centre - half), float(centre + half))
-
-
-@dataclass
-class Score:
-    """Predictions of one model on scored trials, pooled over folds."""
-
-    model: str
-    correct: int = 0
-    n: int = 0
-    fold_accuracy: list[float] = field(default_factory=list)
-    probabilities: list[float] = field(default_factory=list)  # P(natural) per scored trial
-    trials: list[int] = field(default_factory=list)
-
-    def add(self, trials: np.ndarray, labels: np.ndarray, p_natural: np.ndarray) -> None:
-        pred = (p_natural >= 0.5).astype(np.int64)
-        self.correct += int((pred == labels).sum())
-        self.n += len(labels)
-        self.fold_accuracy.append(float((pred == labels).mean()) if len(labels) else float("nan"))
-        self.probabilities.extend(map(float, p_natural))
-        self.trials.extend(map(int, trials))
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.n if self.n else float("nan")
-
-    def as_dict(self) -> dict:
-        lo, hi = wilson_interval(self.correct, self.n)
-        return {
-            "model": self.model,
-            "accuracy": self.accuracy,
-            "ci95": [lo, hi],
-            "n_trials": self.n,
-            "fold_accuracy": self.fold_accuracy,
-        }

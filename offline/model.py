@@ -199,16 +199,24 @@ def finetune(
     return curve
 
 
-def predict_proba(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Class probabilities (n, 2) from the whole network."""
+def predict_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Logits (n, 2) from the whole network."""
     import torch
 
     model.eval()
     out = np.empty((len(images), 2), dtype=np.float32)
     with torch.inference_mode():
         for b0 in range(0, len(images), batch):
-            out[b0 : b0 + batch] = torch.softmax(model(torch.from_numpy(images[b0 : b0 + batch])), 1).numpy()
+            out[b0 : b0 + batch] = model(torch.from_numpy(np.ascontiguousarray(images[b0 : b0 + batch]))).numpy()
     return out
+
+
+def predict_proba(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Class probabilities (n, 2) from the whole network."""
+    z = predict_logits(model, images, batch).astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def synthetic_blends(

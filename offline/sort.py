@@ -181,6 +181,20 @@ def compare_to_ground_truth(sorting, gt_sorting) -> dict:
     }
 
 
+def compare_trains_to_ground_truth(animal_dir: Path, trains: list[np.ndarray], unit_ids, sample_rate: float) -> dict:
+    """Spike trains (samples from the recording's first sample, one per unit) scored against the
+    simulator's ground truth (:func:`compare_to_ground_truth`); ``{}`` where there is none."""
+    from spikeinterface.core import NumpySorting
+
+    if not (Path(animal_dir) / "ground_truth" / "spikes.npy").is_file():
+        return {}
+    samples = np.concatenate([np.asarray(t, np.int64) for t in trains]) if trains else np.empty(0, np.int64)
+    labels = np.repeat(np.asarray(unit_ids, np.int64), [len(t) for t in trains])
+    order = np.argsort(samples, kind="stable")
+    sorting = NumpySorting.from_samples_and_labels([samples[order]], [labels[order]], sample_rate, unit_ids=unit_ids)
+    return compare_to_ground_truth(sorting, ground_truth_sorting(animal_dir, sample_rate))
+
+
 def sort_recording(
     animal_dir: Path,
     method: str,

@@ -1,7 +1,7 @@
 """The ``rtdecode`` command line.
 
-The service's own commands live here (config, bundle, engine, serve, status, stop, watch, decode,
-demo); the builder's (``rtdecode.offline.cli``) and the replayer's (``rtdecode.replay.cli``)
+The service's own commands live here (config, bundle, engine, serve, status, stop, watch, decode);
+the builder's (``rtdecode.offline.cli``, with ``demo``) and the replayer's (``rtdecode.replay.cli``)
 register themselves onto the same app. Errors caused by input (a bad config, a file in the wrong
 layout) are printed as one message naming what is wrong, and the command exits with status 2; no
 traceback reaches the user.
@@ -337,18 +337,6 @@ def decode(
         f"{counts['onsets']} onsets, {counts['decisions']} decisions ({counts['ok']} ok, {counts['degraded']} "
         f"degraded); backend {pipeline.backend.device}; log {out}"
     )
-
-
-# ------------------------------------------------------------------------------------------------
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option("--out", help="where the demo writes its files")] = Path("demo_out"),
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-) -> None:
-    """The main job on the embedded default: as much of the pipeline as exists, end to end."""
-    from rtdecode.demo import run_demo
-
-    run_demo(out, seed, console=console, progress=progress_bar())
 
 
 def main() -> None:

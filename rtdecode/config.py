@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from rtdecode.errors import ConfigError
-from rtdecode.parameters import field
+from rtdecode.parameters import default, field
 
 Port = Annotated[int, Strict(), Field(ge=1024, le=65535, description="TCP port (1024-65535)")]
 #: A number that must be written as one: no ``true`` read as 1.0, no ``"32"`` read as 32.
@@ -60,7 +60,12 @@ class StreamConfig(_Strict):
         description="ZMQ Interface heartbeat (REP) port; the plugin binds data_port + 1 (the default). "
         "Falcon Output has none",
     )
-    stream_name: str = Field(min_length=1, description="name of the GUI stream, e.g. ProbeA-AP")
+    stream_name: str = Field(
+        min_length=1,
+        description="the GUI stream to decode, e.g. ProbeA-AP: a stream of that name fits, and so does one "
+        "that carries it behind a source-processor prefix, as the File Reader names a played-back recording "
+        "(Neuropix-PXI-100.ProbeA-AP)",
+    )
     channel_count: int = Field(strict=True, gt=0, le=4096, description="channels sent by the plugin")
     sample_rate: float = Field(strict=True, gt=0, le=1_000_000, description="stream sample rate in Hz")
     channel_numbers: list[Annotated[int, Strict(), Field(ge=0, le=65535)]] | None = Field(
@@ -70,6 +75,7 @@ class StreamConfig(_Strict):
     )
     heartbeat_interval_s: float = field("stream.heartbeat_interval_s", strict=True, gt=0, le=60)
     heartbeat_timeout_s: float = field("stream.heartbeat_timeout_s", strict=True, gt=0, le=600)
+    silence_timeout_s: float = field("stream.silence_timeout_s", strict=True, gt=0, le=600)
 
     @model_validator(mode="after")
     def _channel_numbers_fit(self) -> StreamConfig:
@@ -151,7 +157,17 @@ class NetworkEventsConfig(_Strict):
     host: str = "127.0.0.1"
     port: Port
     ttl_line: int = Field(strict=True, ge=1, le=256, description="1-based line, as in Network Events commands")
-    pulse_ms: float = Field(10.0, strict=True, gt=0, le=10_000)
+    pulse_ms: float = field("outputs.network_events.pulse_ms", strict=True, gt=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _pulse_outlasts_a_block(self) -> NetworkEventsConfig:
+        block = default("gui.block_ms")
+        if self.pulse_ms < block:
+            raise ValueError(
+                f"pulse_ms = {self.pulse_ms}: shorter than one GUI block ({block} ms), the GUI stamps ON and OFF "
+                f"on the same sample; use at least {2 * block:.0f} ms"
+            )
+        return self
 
 
 class OutputsConfig(_Strict):
@@ -230,6 +246,17 @@ class RigConfig(_Strict):
                     "Network Events 5556)"
                 )
             seen.setdefault(port, name)
+        return self
+
+    @model_validator(mode="after")
+    def _feedback_is_not_the_onset_line(self) -> RigConfig:
+        ne = self.outputs.network_events
+        if ne is not None and ne.ttl_line - 1 == self.trials.ttl_line:
+            raise ValueError(
+                f"outputs.network_events.ttl_line = {ne.ttl_line} (1-based) is trials.ttl_line = "
+                f"{self.trials.ttl_line} (0-based): the daemon's own feedback pulses would be taken as stimulus "
+                "onsets; choose another feedback line"
+            )
         return self
 
 

@@ -115,7 +115,13 @@ class Daemon:
             "heartbeat_failures": 0,
             "bad_control_requests": 0,
             "receiver_restarts": 0,
+            "silences": 0,
+            "own_feedback_ttls": 0,
         }
+        self.feedback_sources: set[int] = set()  # GUI node ids of the daemon's own feedback pulses
+        self.onset_sources: set[int] = set()  # GUI node ids that sent stimulus onsets
+        self.last_data_mono: float | None = None  # monotonic time of the last block
+        self.silent_since: float | None = None  # set while the upstream is silent
         self.latencies = {k: [] for k in STAGES}
         self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
         self.last_unfit_reason: str | None = None
@@ -247,6 +253,7 @@ class Daemon:
                 rp.terminate()  # it flushes, sends its last events and final counters, and exits
                 stopping_since = time.monotonic()
             event = rp.poll(100)
+            self._check_silence()
             if event is None:
                 if stopping_since is not None:
                     if self.receiver_counters.final or not rp.alive or time.monotonic() - stopping_since > 10:
@@ -258,6 +265,59 @@ class Daemon:
                     rp.restart()
                 continue
             self._on_event(event)
+
+    def _own_feedback(self, ttl: TtlItem) -> bool:
+        """A TTL the daemon's own Network Events route put into the GUI's stream: never an onset.
+
+        Recognised by its source (the Network Events processor's node id, learnt from the pulses on
+        the feedback line), not only by its line, so a feedback route can never count its own
+        decisions as stimuli."""
+        ne = self.cfg.outputs.network_events
+        if ne is None or ttl.source_node is None:
+            return False
+        src = ttl.source_node
+        if src in self.feedback_sources:
+            self.counters["own_feedback_ttls"] += 1
+            return True
+        if ttl.line == self.cfg.trials.ttl_line:
+            self.onset_sources.add(src)  # a source of stimulus onsets is never taken for our feedback route
+        elif ttl.line == ne.ttl_line - 1 and self.network_events.sent and src not in self.onset_sources:
+            self.feedback_sources.add(src)
+            self.counters["own_feedback_ttls"] += 1
+            self.log(f"note: feedback TTLs come from source node {src}; its TTLs are never onsets")
+            return True
+        return False
+
+    def _check_silence(self) -> None:
+        """No block for ``silence_timeout_s`` while running: the GUI stopped or crashed, acquisition was
+        stopped or a cable is out. Say so once, decide every open trial ``degraded: upstream silent``
+        (their windows will not close), and wait: the next block resumes decoding."""
+        if self.silent_since is not None or self.last_data_mono is None or self.state != "running":
+            return
+        now = time.monotonic()
+        if now - self.last_data_mono < self.cfg.stream.silence_timeout_s:
+            return
+        self.silent_since = self.last_data_mono
+        self.state = "silent"
+        self.counters["silences"] += 1
+        self.log(
+            f"warning: upstream silent for {now - self.last_data_mono:.1f} s (GUI stopped or crashed, acquisition "
+            f"stopped, or a cable out; heartbeat failures so far: {self.counters['heartbeat_failures']}); open "
+            "trials are decided degraded; waiting for data"
+        )
+        self.publisher.log_event({"event": "silent", "run_id": self.run_id, "time": time.time()})
+        for decision in self.pipeline.finish("upstream silent"):
+            self._publish(decision)
+
+    def _data_arrived(self) -> None:
+        now = time.monotonic()
+        if self.silent_since is not None:
+            gap = now - self.silent_since
+            self.silent_since = None
+            self.state = "running"
+            self.log(f"note: data again after {gap:.1f} s of silence; decoding resumed")
+            self.publisher.log_event({"event": "resumed", "run_id": self.run_id, "time": time.time(), "silent_s": gap})
+        self.last_data_mono = now
 
     def _on_event(self, event: ReceiverEvent) -> None:
         if isinstance(event, ReceiverReady):  # a replacement receiver process is up
@@ -295,6 +355,8 @@ class Daemon:
     def _handle(self, item: WorkerItem) -> list[Decision]:
         p = self.pipeline
         if isinstance(item, TtlItem):
+            if self._own_feedback(item):
+                return []
             p.on_ttl(item.line, item.state, item.sample)
             return []
         if isinstance(item, LostItem):
@@ -304,12 +366,17 @@ class Daemon:
             out: list[Decision] = []
             for a in item.anomalies:
                 if a.kind == "restart":
-                    out += p.on_restart(item.arrival_ns)
+                    out += p.on_restart(item.arrival_ns, "acquisition restarted")
+                    self.log(f"note: new segment {p.segment} ({a.detail}): a stop/start, a restart or a playback loop")
+                    self.publisher.log_event(
+                        {"event": "segment", "run_id": self.run_id, "segment": p.segment, "cause": a.detail}
+                    )
                 elif a.kind not in NOT_LOSSES:
                     p.on_lost(a.start_sample, a.end_sample, a.kind.replace("_", " "))
             return out
         if self.state == "ready":
             self.state = "running"
+        self._data_arrived()
         if isinstance(item, RingBlockItem):
             first, data, arrival = self.receiver.ring.view(item.seq)  # in place: released after this returns
         else:
@@ -422,8 +489,11 @@ class Daemon:
                     "p99_ms": float(np.percentile(v, 99)),
                     "n": len(values),
                 }
+        state = self.state
+        if self.silent_since is not None and state == "silent":
+            state = f"upstream silent for {time.monotonic() - self.silent_since:.0f} s"
         return {
-            "state": self.state,
+            "state": state,
             "failure": self.failure,
             "bundle": str(self.bundle.path),
             "backend": self.backend.device,
@@ -438,6 +508,7 @@ class Daemon:
                 "internal_errors": self.counters["internal_errors"] + rc.counters.get("internal_errors", 0),
             },
             "latency": pct,
+            "image_scale": self.pipeline.image_scale,
             "capacity": {
                 "stream_s": stream_s,
                 "stream_s_received": received_s,
@@ -446,6 +517,7 @@ class Daemon:
                 "realtime_factor": stream_s / (self.busy_ns / 1e9) if self.busy_ns else None,
             },
             "receiver": self._receiver_status(received_s),
+            "streams_on_offer": self.receiver_counters.streams or {},
             "decision_log": str(self.log_path),
             "run_id": self.run_id,
             "stream_unfit": self.last_unfit_reason,

@@ -86,7 +86,13 @@ def decode_to_log(
             counts["ok" if decision.ok else "degraded"] += 1
         counts["onsets"] = pipeline.counters()["onsets"]
         log.write(
-            {"event": "stop", "run_id": run_id, "time": time.time(), "counters": {**pipeline.counters(), **counts}}
+            {
+                "event": "stop",
+                "run_id": run_id,
+                "time": time.time(),
+                "counters": {**pipeline.counters(), **counts},
+                "image_scale": pipeline.image_scale,
+            }
         )
     finally:
         log.close()

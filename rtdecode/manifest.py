@@ -45,12 +45,25 @@ class Normalisation(_Part):
 
 
 class Architecture(_Part):
-    """The decoder: GoogLeNet (the paper's, default) or a linear read-out of the neural image."""
+    """The decoder: GoogLeNet (the paper's, default), EfficientNet-Lite0 (an ImageNet-pretrained
+    backbone available everywhere) or a linear read-out of the neural image."""
 
-    name: Literal["googlenet", "linear"] = "googlenet"
+    name: Literal["googlenet", "efficientnet-lite0", "linear"] = "googlenet"
     tap: str | None = None
     grid: int = Field(6, ge=1)
     pcs: int | None = Field(None, ge=1)  # linear: principal components it was fit on (None: pixels)
+    pretrained: bool | None = None  # the backbone started from ImageNet weights
+
+
+class ProbabilityCalibration(_Part):
+    """How the network's p(natural) is made to mean what it says: logits divided by ``temperature``
+    before the softmax (fit on held-out calibration trials), applied by the decoder for every backend."""
+
+    method: Literal["temperature"] = "temperature"
+    temperature: float = Field(gt=0)
+    n_trials: int = Field(ge=0)
+    brier_before: float | None = None
+    brier_after: float | None = None
 
 
 class Int8(_Part):
@@ -68,6 +81,8 @@ class Calibration(_Part):
     fraction: float
     seed: int
     n_trials: int
+    folds: int | None = None  # cross-validation folds of the held-out estimate and the temperature
+    spikes: str | None = None  # whose spikes the responses were counted from ("online" or "sorter")
 
 
 class Manifest(_Part):
@@ -95,6 +110,7 @@ class Manifest(_Part):
     int8: Int8 | None = None
     heldout_accuracy: float | None = None
     calibration: Calibration | None = None
+    probability: ProbabilityCalibration | None = None
     versions: dict[str, str | None] = Field(default_factory=dict)
     files: dict[str, str]
     content_sha256: dict[str, str]

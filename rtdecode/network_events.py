@@ -21,7 +21,7 @@ class NetworkEventsSender:
         self,
         address: str,
         line: int,
-        pulse_ms: float = 10.0,
+        pulse_ms: float = 50.0,
         timeout_s: float = 1.0,
         max_pending: int = 64,
         context: zmq.Context | None = None,
@@ -33,12 +33,19 @@ class NetworkEventsSender:
         self.ctx = context or zmq.Context.instance()
         self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self.counters = {"pulses": 0, "dropped": 0, "failed": 0}
+        self._asked = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtdecode-network-events", daemon=True)
         self._thread.start()
 
+    @property
+    def sent(self) -> bool:
+        """Whether a pulse has been asked for yet (the daemon's feedback route is active)."""
+        return self._asked
+
     def pulse(self) -> None:
         """Queue one ON/OFF pulse; returns at once."""
+        self._asked = True
         try:
             self.queue.put_nowait(time.monotonic())
         except queue.Full:

@@ -42,6 +42,20 @@ _TABLE = (
     Parameter("build.image_size", "int", 224, "px", "neural image / network input side (the paper's 224)"),
     Parameter("stream.heartbeat_interval_s", "float", 2.0, "s", "heartbeat REQ period"),
     Parameter("stream.heartbeat_timeout_s", "float", 10.0, "s", "reconnect when no heartbeat reply"),
+    Parameter(
+        "outputs.network_events.pulse_ms",
+        "float",
+        50.0,
+        "ms",
+        "feedback TTL pulse length: over two GUI blocks, so ON and OFF never share a sample",
+    ),
+    Parameter(
+        "stream.silence_timeout_s",
+        "float",
+        2.0,
+        "s",
+        "no data for this long: the upstream is declared silent and open trials are degraded",
+    ),
     Parameter("gui.block_ms", "float", 1024 / 44.1, "ms", "the GUI's default block period (1024 samples at 44.1 kHz)"),
 )
 

@@ -61,6 +61,12 @@ class Decision:
     status: str
     latency_ns: dict[str, int | None]
     sample_rate: float
+    #: Where the onset sits in the stream, for aligning with a stimulus log of another sample origin:
+    #: the acquisition segment (1, 2, ...: a new one at every restart, stop/start or playback loop),
+    #: the segment's first sample number, and the onset's index among the segment's onsets (0-based).
+    segment: int = 1
+    segment_first_sample: int | None = None
+    onset_index: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -197,6 +203,9 @@ class OnlinePipeline:
         self.stream_start: int | None = None  # first sample of the current acquisition
         self.samples_processed = 0
         self.decode_errors = 0
+        self.segment = 1
+        self._onset_index: dict[int, tuple[int, int | None, int]] = {}  # onset -> (segment, first sample, index)
+        self._onsets_in_segment = 0
 
     @classmethod
     def open(cls, bundle_path: str | Path, cfg: RigConfig, backend: Backend | None = None, log=print) -> OnlinePipeline:
@@ -229,6 +238,9 @@ class OnlinePipeline:
     # -- feeding --------------------------------------------------------------------------------------
     def on_ttl(self, line: int, state: int, sample: int) -> None:
         """A TTL event (0-based line, as on the wire); a rising edge on the onset line opens a trial."""
+        if line == self.tracker.ttl_line and state:
+            self._onset_index[int(sample)] = (self.segment, self.stream_start, self._onsets_in_segment)
+            self._onsets_in_segment += 1
         self.tracker.on_ttl(line, state, sample)
 
     def on_lost(self, start: int, end: int, reason: str) -> None:
@@ -241,13 +253,19 @@ class OnlinePipeline:
         run and are decided degraded; the sorter starts afresh."""
         self.sorter.reset()
         self.stream_start = None
-        return [self._decide(t, arrival_ns, arrival_ns) for t in self.tracker.on_restart(reason)]
+        out = [self._decide(t, arrival_ns, arrival_ns) for t in self.tracker.on_restart(reason)]
+        self.segment += 1
+        self._onsets_in_segment = 0
+        self._onset_index.clear()
+        return out
 
     def on_block(self, first_sample: int, data: np.ndarray, arrival_ns: int) -> list[Decision]:
         """One block (samples x channels, uV) starting at ``first_sample``; the decisions it closes."""
         sorter = self.sorter
         if self.stream_start is None:
             self.stream_start = first_sample
+            for onset, (seg, _, k) in list(self._onset_index.items()):  # TTLs come before their block's data
+                self._onset_index[onset] = (seg, first_sample, k)
         elif sorter.buf_start is not None and first_sample != sorter.buf_start + sorter.n:
             # a gap: the sorter restarts, and its left margin after the gap is unsorted
             self.tracker.on_anomaly(sorter.buf_start + sorter.n, first_sample + sorter.left, "data gap")
@@ -270,6 +288,11 @@ class OnlinePipeline:
     def counters(self) -> dict:
         return {**self.tracker.counters, "spikes": self.sorter.counters["spikes"], "decode_errors": self.decode_errors}
 
+    @property
+    def image_scale(self) -> dict:
+        """The scale of the neural images decoded so far against the bundle's training images."""
+        return self.decoder.image_scale
+
     def _decide(self, trial: ClosedTrial, arrival_ns: int, sorted_ns: int) -> Decision:
         t_closed = time.monotonic_ns()
         try:
@@ -279,6 +302,7 @@ class OnlinePipeline:
             self.log(f"error: decoding the trial at {trial.onset_sample} failed:\n" + traceback.format_exc())
             v = Verdict(f"degraded: internal error ({type(err).__name__}: {err})"[:300], None, None, None, None)
         r0, r1 = self.decoder.response
+        segment, first, index = self._onset_index.pop(trial.onset_sample, (self.segment, self.stream_start, None))
         return Decision(
             onset_sample=trial.onset_sample,
             window_samples=[trial.onset_sample + r0, trial.onset_sample + r1],
@@ -296,4 +320,7 @@ class OnlinePipeline:
                 "inference": v.t_inference_ns,
             },
             sample_rate=self.sample_rate,
+            segment=segment,
+            segment_first_sample=first,
+            onset_index=index,
         )

@@ -3,7 +3,13 @@
 ``rates_hz`` (counts -> Hz), ``BaselineStats.normalise`` (the bundle's calibration statistics),
 ``neural_images`` (``I_t = R_t PS``) and ``ImageNormalisation.to_model_input`` (the bundle's
 normalisation to a (1, 3, S, S) input) -- each writing into a buffer preallocated here -- then the
-backend and a softmax. Nothing of the method's arithmetic is written again in this file.
+backend, the bundle's probability calibration (logits divided by its temperature) and a softmax.
+Nothing of the method's arithmetic is written again in this file.
+
+It also keeps the scale of the images it forms (the running std of their pixels, two dot products
+per trial) beside the std of the images the network was trained on: ``image_scale`` reports the
+ratio, 1 when the daemon's inputs are on the scale the network learned (DESIGN section 2, "One
+scale"), and a drift indicator during a session.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class TrialDecoder:
         self.response = window_samples(m.windows.response_ms, self.fs)
         self.baseline = window_samples(m.windows.baseline_ms, self.fs)
         self.class_names = list(m.class_names)
+        self.temperature = m.probability.temperature if m.probability is not None else 1.0
         n = m.normalisation
         self.norm = ImageNormalisation(n.mean, n.std, m.image_size)
         self.stats = BaselineStats(
@@ -53,6 +60,7 @@ class TrialDecoder:
         self._R = np.empty((1, bundle.n_units), dtype=np.float32)
         self._image = np.empty((1, size * size), dtype=np.float32)
         self._x = np.empty((1, 3, size, size), dtype=np.float32)
+        self._pixel_sums = np.zeros(3, dtype=np.float64)  # count, sum, sum of squares of image pixels
 
     def decide(self, trial: ClosedTrial) -> Verdict:
         if trial.degraded:
@@ -60,10 +68,24 @@ class TrialDecoder:
         rates_hz(trial.response_counts[None, :], self.response, self.fs, out=self._rates)
         self.stats.normalise(self._rates, out=self._R)
         neural_images(self._R, self.preferred_stimuli, out=self._image)
+        img = self._image[0]
+        self._pixel_sums += (img.size, float(img.sum(dtype=np.float64)), float(np.dot(img, img)))
         self.norm.to_model_input(self._image, out=self._x)
         t_image = time.monotonic_ns()
-        p = softmax(self.backend.infer(self._x)[0].astype(np.float64))
+        p = softmax(self.backend.infer(self._x)[0].astype(np.float64) / self.temperature)
         t_inf = time.monotonic_ns()
         k = int(np.argmax(p))
         probs = {c: float(v) for c, v in zip(self.class_names, p, strict=True)}
         return Verdict("ok", self.class_names[k], probs, t_image, t_inf)
+
+    @property
+    def image_scale(self) -> dict:
+        """The std of the images decoded so far against the std of the training images."""
+        n, total, squares = self._pixel_sums
+        std = float(np.sqrt(max(squares / n - (total / n) ** 2, 0.0))) if n else None
+        return {
+            "trials": int(n // max(self._image.shape[1], 1)),
+            "std": std,
+            "training_std": self.norm.std,
+            "ratio": std / self.norm.std if std is not None else None,
+        }

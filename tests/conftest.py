@@ -110,15 +110,39 @@ def three_animals(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="session")
 def bundle(three_animals, tmp_path_factory) -> Path:
-    """A decoder bundle built on M0, M1 for target M2 (ground-truth templates, tiny network input)."""
+    """A decoder bundle for M2 from its own session (M0, M1 as extra training data; ground-truth templates,
+    tiny network input, random-init GoogLeNet)."""
     from rtdecode.offline.build import BuildConfig, build_bundle
     from rtdecode.offline.dataset import load_animal
     from rtdecode.offline.parallel import Executor
 
     out = tmp_path_factory.mktemp("bundles") / "M2.bundle"
     work = tmp_path_factory.mktemp("build_work")
-    cfg = BuildConfig(templates="ground-truth", image_size=32, epochs=2, seed=0)
+    cfg = BuildConfig(templates="ground-truth", image_size=32, epochs=2, seed=0, folds=3)
     with Executor("none") as ex:
         train = [load_animal(p, cfg.image_size) for p in three_animals[:2]]
         build_bundle(train, {d.name: d for d in train}, three_animals[2], out, cfg, ex, work, log=lambda *a: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def two_sessions(tmp_path_factory) -> tuple[Path, Path]:
+    """One animal recorded twice (16 channels, 24 units, 2 repeats): calibrate on the first session,
+    decode the second -- the lab's workflow."""
+    out = tmp_path_factory.mktemp("sim_sessions")
+    from rtdecode.offline.sim.simulate import SimulationParams, simulate
+
+    params = SimulationParams(animals=1, channels=16, units=24, repeats=2, seed=11, sessions=2)
+    first = simulate(params, out)[0]
+    return first, first.parent / f"{first.name}-s2"
+
+
+@pytest.fixture(scope="session")
+def lab_bundle(two_sessions, tmp_path_factory) -> Path:
+    """The linear decoder built from the first session alone, as ``rtdecode build --target`` does."""
+    from rtdecode.offline.build import BuildConfig, build_bundle
+
+    out = tmp_path_factory.mktemp("lab_bundle") / "lab.bundle"
+    cfg = BuildConfig(templates="ground-truth", image_size=32, seed=0, decoder="linear", folds=3)
+    build_bundle([], {}, two_sessions[0], out, cfg, None, tmp_path_factory.mktemp("lab_work"), log=lambda *a: None)
     return out

@@ -4,7 +4,6 @@ reports what it timed. No timing is asserted (shared machines); accuracy and com
 import json
 
 import numpy as np
-import pytest
 from rtdecode.offline.bench.online_bench import bench_whole_path, probe_positions, run_online_bench, synthetic_stream
 
 from .test_online import rig
@@ -32,7 +31,6 @@ def test_sorting_sweep_scores_every_engine_against_ground_truth(tmp_path):
     assert set(rows) == {"rtdecode", "nearest"}
     for row in rows.values():
         assert row["channels"] == 32 and row["duration_s"] == 4.0 and 0 < row["units_snr5"] <= row["units"]
-        assert row["realtime_factor"] == pytest.approx(4.0 / row["wall_s"], rel=1e-6)
         assert 0.5 * row["spikes_true"] <= row["spikes_found"] <= 1.5 * row["spikes_true"]
         assert row["preprocess_s"] + row["match_s"] <= row["wall_s"] * 1.05
         print(f"{row['engine']}: accuracy {row['mean_accuracy']:.2f} (SNR>=5: {row['mean_accuracy_snr5']:.2f})")
@@ -47,9 +45,7 @@ def test_whole_path_with_a_replayer_process_decides_every_onset(tmp_path):
     assert {"sort", "image", "inference", "total"} <= set(w["latency_ms"])
     assert w["capacity"]["stream_s"] == 5.0 and w["failed"] is None
     assert w["stream_s_received"] == w["stream_s_processed"] == 5.0
-    span = w["first_block_to_last_decision_s"]
-    assert w["throughput_realtime_factor"] == pytest.approx(5.0 / span, rel=1e-9)
-    assert 0 < span < 5.0 + 30  # first block to last decision: the replay and the settling, not more
+    assert 0 < w["first_block_to_last_decision_s"] < 5.0 + 30  # the replay and the settling, not more
 
 
 def test_soak_replays_in_a_loop_and_decides_every_onset(tmp_path):

@@ -154,9 +154,11 @@ def test_a_wrong_type_with_consistent_hashes_is_named(bundle, tmp_path):
         read_manifest(b)
 
 
-def test_build_report_and_heldout_trials(bundle):
+def test_build_report_holds_the_cross_validated_estimate_and_the_extra_training_data(bundle):
     rep = json.loads((bundle / "report.json").read_text())
-    assert not set(rep["calibration_trials"]) & set(rep["heldout_trials"])
+    n = len(rep["calibration_trials"])
+    assert rep["heldout"]["n_trials"] == n and len(rep["heldout"]["p_natural_calibrated"]) == n
+    assert rep["train_sessions"] == ["M0", "M1"] and rep["n_training_images"] > 2 * n  # M2 + the extra animals
     assert rep["onnx_parity"]["max_abs_diff"] < 1e-3 and rep["onnx_parity"]["logit_std_across_inputs"] > 1e-3
     assert rep["sorting"]["method"] == "ground-truth"
 

@@ -20,6 +20,16 @@ def _net(tap=None):
     return decoder_net(2, tap=tap, grid=6)
 
 
+def _efficientnet():
+    import torch
+
+    pytest.importorskip("efficientnet_lite_pytorch", reason="efficientnet-lite-pytorch is not installed here")
+    from rtdecode.inference.efficientnet import efficientnet_decoder
+
+    torch.manual_seed(0)
+    return efficientnet_decoder(SHAPE[-1], tap=4, grid=4)
+
+
 def _inputs(n):
     rng = np.random.default_rng(0)
     return [rng.normal(0, 1, SHAPE).astype(np.float32) for _ in range(n)]
@@ -41,6 +51,21 @@ def test_torch_cuda_logits_match_torch_on_the_cpu(tap, precision, tol):
         want, got = cpu.infer(x), gpu.infer(x)
         assert got.dtype == np.float32 and got.shape == want.shape == (1, 2)
         # fp32 on the GPU uses TF32 convolutions; fp16 halves the mantissa again
+        assert np.abs(got - want).max() <= tol * max(1.0, np.abs(want).max()), (got, want)
+
+
+@pytest.mark.parametrize(("precision", "tol"), [("fp32", 2e-2), ("fp16", 6e-2)])
+def test_torch_cuda_runs_the_efficientnet_decoder_like_the_cpu(precision, tol):
+    import copy
+
+    from rtdecode.inference.torch_backend import TorchBackend
+    from rtdecode.inference.torch_cuda_backend import TorchCudaBackend
+
+    net = _efficientnet()
+    cpu = TorchBackend(copy.deepcopy(net), SHAPE)
+    gpu = TorchCudaBackend(net, SHAPE, precision)
+    for x in _inputs(3):
+        want, got = cpu.infer(x), gpu.infer(x)
         assert np.abs(got - want).max() <= tol * max(1.0, np.abs(want).max()), (got, want)
 
 

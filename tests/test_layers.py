@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The only library modules allowed to import the tools above the library.
-TOP = {"rtdecode/cli.py", "rtdecode/demo.py"}
+TOP = {"rtdecode/cli.py"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -21,12 +21,11 @@ from .test_online import rig
 
 
 @pytest.fixture(scope="module")
-def linear_bundle(three_animals, tmp_path_factory):
-    out = tmp_path_factory.mktemp("linear") / "M2-linear.bundle"
-    args = ["build", "--target", str(three_animals[2]), "--out", str(out), "--image-size", "32"]
+def linear_bundle(two_sessions, tmp_path_factory):
+    """``rtdecode build --target`` on the first session, from the command line."""
+    out = tmp_path_factory.mktemp("linear") / "linear.bundle"
+    args = ["build", "--target", str(two_sessions[0]), "--out", str(out), "--image-size", "32", "--folds", "3"]
     args += ["--templates", "ground-truth", "--decoder", "linear", "--scheduler", "none"]
-    for a in three_animals[:2]:
-        args += ["--train", str(a)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return out
@@ -54,7 +53,9 @@ def test_the_folded_layer_is_the_fitted_regression(pcs):
 def test_a_linear_bundle_says_what_it_holds_and_runs_on_every_cpu_backend(linear_bundle):
     m = json.loads((linear_bundle / "manifest.json").read_text())
     assert m["architecture"]["name"] == "linear" and m["architecture"]["pcs"] == 20
-    assert "linear read-out" in m["classifier"] and 0.0 <= m["heldout_accuracy"] <= 1.0
+    assert "linear read-out" in m["classifier"]
+    rep = json.loads((linear_bundle / "report.json").read_text())
+    assert m["heldout_accuracy"] == rep["heldout"]["accuracy"] and rep["heldout"]["ci95"][0] > 0.6
     info = CliRunner().invoke(app, ["bundle", "info", str(linear_bundle)])
     assert info.exit_code == 0 and "name: linear" in info.output and "linear read-out" in info.output
     ort, ref = make_backend("onnxruntime", linear_bundle), make_backend("torch", linear_bundle)
@@ -63,15 +64,18 @@ def test_a_linear_bundle_says_what_it_holds_and_runs_on_every_cpu_backend(linear
     assert ort.infer(x)[0, 0] == 0.0  # the artificial logit is the reference: p(natural) = sigmoid(w.x + b)
 
 
-def test_serve_decodes_a_session_end_to_end_with_the_linear_bundle(linear_bundle, three_animals, tmp_path):
-    target = three_animals[2]
+def test_serve_decodes_the_second_session_end_to_end_with_the_linear_bundle(linear_bundle, two_sessions, tmp_path):
+    """The daemon, fed the never-calibrated session 2 by the replayer, decides every onset, above a
+    seeded floor (the Wilson interval's lower bound)."""
+    from rtdecode.offline.demo import score_decisions
+
+    target = two_sessions[1]
     cfg = rig(16, tmp_path)
     res = replay_through_daemon(linear_bundle, target / "recording", cfg, tmp_path / "d.jsonl", speed=4.0)
     stim = pd.read_csv(target / "stimulus_log.csv")
     assert sorted(d["onset_sample"] for d in res.decisions) == sorted(stim.onset_sample.tolist())
-    ok = [d for d in res.decisions if d["status"] == "ok"]
-    assert len(ok) >= len(res.decisions) - 1 and res.status["counters"]["internal_errors"] == 0
-    label = dict(zip(stim.onset_sample, stim.label, strict=True))
-    acc = np.mean([d["predicted_class"] == label[d["onset_sample"]] for d in ok])
-    print(f"linear bundle online: {len(ok)} decided, accuracy vs labels {acc:.1%}")
-    assert acc > 0.5  # the calibration half is in there too; the point is that it decodes, end to end
+    assert res.status["counters"]["internal_errors"] == 0
+    s = score_decisions(res.decisions, stim.set_index("onset_sample").label)
+    print(f"linear bundle online on session 2: {s}")
+    assert s["n"] >= stim.label.isin(["natural", "artificial"]).sum() - 1
+    assert s["ci95"][0] > 0.6

@@ -24,7 +24,7 @@ if [[ "${1:-}" == "--fetch-wheels" ]]; then
     dir=${2:?usage: tools/gpu_check.sh --fetch-wheels DIR}
     "$PY" -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-        -d "$dir" pytest onnxruntime onnx
+        -d "$dir" pytest onnxruntime onnx && "$PY" -m pip download --no-deps -d "$dir" efficientnet-lite-pytorch
     exit $?
 fi
 if [[ "${1:-}" == "--wheels" ]]; then
@@ -44,7 +44,7 @@ VPY=${VENV:+$VENV/bin/python}
 VPY=${VPY:-$PY}
 if [[ -n "$WHEELS" ]]; then
     echo "== installing from $WHEELS (no network)"
-    "$VPY" -m pip install -q --no-index --find-links "$WHEELS" pytest onnxruntime onnx 2>&1 | tail -3 \
+    "$VPY" -m pip install -q --no-index --find-links "$WHEELS" pytest onnxruntime onnx efficientnet-lite-pytorch 2>&1 | tail -3 \
         || echo "some wheels did not install; what needs them is skipped"
 fi
 

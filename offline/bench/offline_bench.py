@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.core.neural_image import neural_images, preferred_stimuli, preferred_stimuli_from_conditions
+from rtdecode.core.neural_image import neural_images, preferred_stimuli_from_conditions, preferred_stimulus_sums
 
 
 def _peak_rss_mb() -> float:
@@ -59,7 +59,8 @@ def bench_neural_images(
     PS_direct = np.zeros((n_units, pixels), dtype=np.float32)
     for t0 in range(0, n_trials, 1000):
         S = stack[cond[t0 : t0 + 1000]]
-        PS_direct += preferred_stimuli(R[t0 : t0 + 1000], S)
+        PS_direct += preferred_stimulus_sums(R[t0 : t0 + 1000], S)
+    PS_direct /= n_trials  # PS is the mean over its fit trials
     out["ps_direct_gemm_s"] = time.perf_counter() - t
     out["ps_paths_max_rel_diff"] = float(np.abs(PS_direct - PS).max() / (np.abs(PS).max() + 1e-12))
     out["peak_rss_mb"] = _peak_rss_mb()
@@ -89,8 +90,16 @@ def bench_neural_images(
 
 
 def bench_inference(
-    size: int = 224, n_calls: int = 60, warmup: int = 10, work_dir: Path | None = None, seed: int = 0
+    size: int = 224,
+    n_calls: int = 60,
+    warmup: int = 10,
+    work_dir: Path | None = None,
+    seed: int = 0,
+    backbone: str = "googlenet",
 ) -> dict:
+    """One network's latency per trial: ONNX Runtime fp32 and INT8 against torch eager, interleaved.
+    ``googlenet``: the paper's network on its global features, BatchNorm-calibrated random init;
+    ``efficientnet-lite0``: the ImageNet-pretrained network as a bundle holds it (head on block 4)."""
     import tempfile
 
     import torch
@@ -101,8 +110,13 @@ def bench_inference(
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
-    m = gnet.build_googlenet(2, seed=seed, tap=None)
-    gnet.calibrate_batchnorm(m, rng.normal(0, 1, (8, 3, size, size)).astype(np.float32), passes=1)
+    if backbone == "googlenet":
+        m = gnet.build_googlenet(2, seed=seed, tap=None)
+        gnet.calibrate_batchnorm(m, rng.normal(0, 1, (8, 3, size, size)).astype(np.float32), passes=1)
+    else:
+        from rtdecode.offline.backbones import load_backbone
+
+        m = load_backbone(backbone, size, seed=seed).model
     m.eval()
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         path = export_onnx(m, Path(tmp) / "bench.onnx", size)
@@ -144,6 +158,7 @@ def bench_inference(
             diff = max(diff, float(np.abs(a - b).max()))
     ms = lambda v, q: float(np.percentile(np.asarray(v) * 1000, q))  # noqa: E731
     return {
+        "network": backbone,
         "image_size": size,
         "threads": 1,
         "calls": n_calls,
@@ -187,6 +202,7 @@ def run_offline_bench(out: Path, n_trials: int, n_units: int, size: int, calls: 
         "machine": machine(),
         "neural_images": bench_neural_images(n_trials, n_units, size),
         "inference": bench_inference(size, calls),
+        "inference_efficientnet_lite0": bench_inference(size, calls, backbone="efficientnet-lite0"),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -292,7 +292,7 @@ def write_timing_bundle(
     seed: int = 0,
 ) -> Path:
     """A complete bundle from the stream's own spikes; the classifier is fitted to arbitrary labels."""
-    from rtdecode.offline.classifiers import GoogLeNetClassifier
+    from rtdecode.offline.classifiers import NetworkClassifier
     from rtdecode.offline.export import check_parity, export_onnx, quantize_int8
 
     from rtdecode.bundle import CLASS_NAMES, npy_bytes, npz_bytes, write_bundle
@@ -313,7 +313,7 @@ def write_timing_bundle(
     images = neural_images(R, PS)
     norm = ImageNormalisation.fit(images, image_size)
     x = norm.to_model_input(images[:32])
-    clf = GoogLeNetClassifier(None, "head", head_epochs=50, seed=seed, image_size=image_size)
+    clf = NetworkClassifier(None, "head", head_epochs=50, seed=seed, image_size=image_size)
     model, _ = clf.fit(x, np.arange(len(x)) % 2)
     work = Path(tempfile.mkdtemp(prefix="timing-bundle-"))
     onnx_path = export_onnx(model, work / "model.onnx", image_size)

@@ -2,8 +2,16 @@
 
 With ``R`` (trials x units) and ``S`` (trials x pixels):
 
-- ``PS = R_fit^T S_fit`` (units x pixels), fit on the fit/training trials only;
+- ``PS = R_fit^T S_fit / n_fit`` (units x pixels), fit on the fit/training trials only;
 - ``I = R PS`` (trials x pixels).
+
+**One scale.** The paper's ``PS`` is a sum over its fit trials, so an image's size grows with the
+number of trials that fit it, and a network trained on images from one fit set sees inputs of
+another size at test time. Here ``PS`` is the *mean* over its fit trials (DESIGN section 2, "One
+scale"): images made from fit sets of any size are on one scale. The images a classifier trains
+on are made by :func:`leave_one_out_images` -- each fit trial's image with the ``PS`` of all the
+other fit trials -- so they carry no leak of their own stimulus and their noise level matches that
+of images scored with the ``PS`` of the whole fit set (``n - 1`` against ``n`` trials).
 
 Stimuli in an experiment come from a small set of conditions (118 scenes, 120 gratings, gray),
 so ``S = onehot(condition) @ stack`` and ``R^T S = (onehot^T R)^T stack``: summing ``R`` per
@@ -26,7 +34,14 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
 
 
 def preferred_stimuli(R_fit: np.ndarray, S_fit: np.ndarray, chunk_pixels: int = 65536) -> np.ndarray:
-    """``PS = R_fit^T S_fit`` (units x pixels, float32); ``S_fit`` may be (trials, H, W)."""
+    """``PS = R_fit^T S_fit / n_fit`` (units x pixels, float32); ``S_fit`` may be (trials, H, W)."""
+    out = preferred_stimulus_sums(R_fit, S_fit, chunk_pixels)
+    out *= np.float32(1.0 / max(np.shape(R_fit)[0], 1))
+    return out
+
+
+def preferred_stimulus_sums(R_fit: np.ndarray, S_fit: np.ndarray, chunk_pixels: int = 65536) -> np.ndarray:
+    """The paper's sum ``R_fit^T S_fit`` (units x pixels, float32), without dividing by the trials."""
     R = np.asarray(R_fit, dtype=np.float32)
     S = _as_2d(S_fit)
     if S.shape[0] != R.shape[0]:
@@ -55,11 +70,38 @@ def condition_sums(R: np.ndarray, condition: np.ndarray, n_conditions: int) -> n
 def preferred_stimuli_from_conditions(
     R_fit: np.ndarray, condition_fit: np.ndarray, stack: np.ndarray, chunk_pixels: int = 65536
 ) -> np.ndarray:
-    """``PS = R_fit^T S_fit`` where ``S_fit[t] = stack[condition_fit[t]]`` -- computed as
-    ``(onehot^T R)^T stack`` (units x pixels, float32)."""
+    """``PS = R_fit^T S_fit / n_fit`` where ``S_fit[t] = stack[condition_fit[t]]`` -- computed as
+    ``(onehot^T R)^T stack / n_fit`` (units x pixels, float32)."""
     stack2 = _as_2d(stack)
     A = condition_sums(R_fit, condition_fit, len(stack2))
-    return preferred_stimuli(A, stack2, chunk_pixels)
+    out = preferred_stimulus_sums(A, stack2, chunk_pixels)
+    out *= np.float32(1.0 / max(len(np.asarray(condition_fit)), 1))
+    return out
+
+
+def leave_one_out_images(
+    R_fit: np.ndarray, condition_fit: np.ndarray, stack: np.ndarray, chunk_trials: int = 1024
+) -> np.ndarray:
+    """Images of the fit trials, each made with the ``PS`` of all the *other* fit trials (trials x pixels).
+
+    With ``A = R_fit^T S_fit`` (the sum), trial ``t``'s leave-one-out ``PS`` is
+    ``(A - R_t^T S_t) / (n - 1)``, so its image is ``(R_t A - |R_t|^2 S_t) / (n - 1)``: one GEMM for
+    every trial and a rank-one correction -- no loop over trials, and no image carries its own
+    stimulus."""
+    R = np.asarray(R_fit, dtype=np.float32)
+    condition = np.asarray(condition_fit, dtype=np.int64)
+    n = len(R)
+    if n < 2:
+        raise ValueError(f"leave-one-out images need at least 2 fit trials, got {n}")
+    stack2 = _as_2d(stack).astype(np.float32, copy=False)
+    A = preferred_stimulus_sums(condition_sums(R, condition, len(stack2)), stack2)
+    out = neural_images(R, A, chunk_trials)
+    self_weight = np.einsum("tu,tu->t", R, R)
+    for t0 in range(0, n, chunk_trials):  # chunks bound the (trials x pixels) temporary
+        t1 = min(n, t0 + chunk_trials)
+        out[t0:t1] -= self_weight[t0:t1, None] * stack2[condition[t0:t1]]
+    out *= np.float32(1.0 / (n - 1))
+    return out
 
 
 def neural_images(R: np.ndarray, PS: np.ndarray, chunk_trials: int = 1024, out: np.ndarray | None = None) -> np.ndarray:

@@ -1,14 +1,17 @@
 """The decoder network: torchvision GoogLeNet with a 2-class head (the seed paper's transfer learning).
 
-It lives in the library because the ``torch`` backend rebuilds it from a bundle's ``model.pt``;
-the builder (``rtdecode.offline.model``) trains it, and exports it to the bundle's ONNX graph.
-The head reads either the global-pooled 1024-d features (``tap=None``) or an intermediate
-inception block pooled to a ``grid x grid`` map (``tap='inception3b'``), which keeps where things
-are in the image. The bundle's manifest names ``architecture = {name, tap, grid}``.
+It lives in the library because the ``torch`` backend rebuilds it from a bundle's ``model.pt``; the
+builder (``rtdecode.offline.model``) trains it, and exports it to the bundle's ONNX graph. The head
+reads either the global-pooled 1024-d features (``tap=None``) or an intermediate inception block
+pooled to a ``grid x grid`` map (``tap='inception3b'``), which keeps where things are in the image.
+The bundle's manifest names ``architecture = {name, tap, grid}``.
 
-The other decoder a bundle can hold (``architecture.name = "linear"``) is :class:`LinearImageDecoder`:
-a logistic regression on the neural image folded into one affine map of the network input's grey
-channel, exported and run by the same backends (``rtdecode build --decoder linear``).
+Another network, :mod:`rtdecode.inference.efficientnet`
+(``architecture.name = "efficientnet-lite0"``), is an ImageNet-pretrained backbone that installs
+everywhere. The other decoder a bundle can hold (``architecture.name = "linear"``) is
+:class:`LinearImageDecoder`: a logistic regression on the neural image folded into one affine map of
+the network input's grey channel, exported and run by the same backends
+(``rtdecode build --decoder linear``).
 """
 
 from __future__ import annotations
@@ -117,6 +120,11 @@ class LinearImageDecoder(torch.nn.Module):
 
 def bundle_network(architecture: dict, image_size: int) -> torch.nn.Module:
     """The network a bundle's ``architecture`` names, uninitialised (load ``model.pt`` into it)."""
-    if architecture.get("name") == "linear":
+    name = architecture.get("name")
+    if name == "linear":
         return LinearImageDecoder(image_size)
+    if name == "efficientnet-lite0":
+        from rtdecode.inference.efficientnet import efficientnet_decoder, parse_tap
+
+        return efficientnet_decoder(image_size, parse_tap(architecture.get("tap")), grid=architecture.get("grid", 6))
     return decoder_net(2, tap=architecture.get("tap"), grid=architecture.get("grid", 6))

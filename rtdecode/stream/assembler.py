@@ -44,6 +44,29 @@ def rates_agree(a: float, b: float) -> bool:
     return abs(a - b) <= RATE_TOLERANCE * max(abs(a), abs(b))
 
 
+def stream_matches(expected: str | None, name: str) -> bool:
+    """Does a stream called ``name`` fit the rig config's ``stream_name``?
+
+    Equal names fit, and so does a name that is the configured one behind a source-processor
+    prefix: the GUI's File Reader names a played-back stream after the recording's folder
+    (``"Neuropix-PXI-100.ProbeA-AP"``) where the live probe's source calls it ``"ProbeA-AP"``, so
+    ``stream_name = "ProbeA-AP"`` fits both (and the full name fits only the playback)."""
+    return expected is None or name == expected or name.endswith("." + expected)
+
+
+def note_stream(seen: dict, name: str, channel: int, sample_rate: float, cap: int = 16) -> None:
+    """Remember a stream on offer (name -> channels seen, sample rate, messages), at most ``cap`` names
+    (a hostile publisher cannot grow it without bound)."""
+    entry = seen.get(name)
+    if entry is None:
+        if len(seen) >= cap:
+            return
+        entry = seen[name] = {"channels": 0, "sample_rate": float(sample_rate), "messages": 0}
+    entry["channels"] = max(entry["channels"], int(channel) + 1)
+    entry["sample_rate"] = float(sample_rate)
+    entry["messages"] += 1
+
+
 def check_sample_continuity(
     counters: dict, expected: int | None, sample_num: int, anomalies: list[Anomaly], gap_reported: bool = False
 ) -> bool:
@@ -106,6 +129,26 @@ class BlockAssembler:
         self.last_message_num: int | None = None
         self.expected_sample: int | None = None  # where the next block should start
         self.counters = dict.fromkeys(STREAM_COUNTERS, 0)
+        self.streams_seen: dict[str, dict] = {}  # every stream on offer: name -> channels, rate, messages
+
+    def is_ours(self, msg: DataMessage | TtlMessage) -> bool:
+        return stream_matches(self.stream_name, msg.stream)
+
+    def _other_stream(self, msg: DataMessage | TtlMessage, anomalies: list[Anomaly], n_samples: int) -> None:
+        """A message of another stream of the same publisher: refused, counted once. The plugin numbers
+        the messages of all its streams in one sequence, so one that continues it keeps it going
+        (no messages were lost for it)."""
+        self.counters["wrong_stream"] += 1
+        if self.last_message_num is not None and msg.message_num == self.last_message_num + 1:
+            self.last_message_num = msg.message_num
+        anomalies.append(
+            Anomaly(
+                "wrong_stream",
+                msg.sample_num,
+                msg.sample_num + n_samples,
+                f"stream {msg.stream!r}, expected {self.stream_name!r}",
+            )
+        )
 
     @property
     def current_sample(self) -> int | None:
@@ -156,26 +199,24 @@ class BlockAssembler:
         self._next_channel = 0
 
     # -- messages ----------------------------------------------------------------------------
-    def on_ttl(self, msg: TtlMessage) -> list[Anomaly]:
+    def on_ttl(self, msg: TtlMessage) -> tuple[bool, list[Anomaly]]:
+        """(whether the TTL belongs to our stream and is new, anomalies)."""
         anomalies: list[Anomaly] = []
+        if not self.is_ours(msg):
+            self._other_stream(msg, anomalies, 0)
+            return False, anomalies
         if self._check_message_num(msg.message_num, anomalies, msg.sample_num):
             self.counters["ttl"] += 1
-        return anomalies
+            return True, anomalies
+        return False, anomalies
 
     def on_data(self, msg: DataMessage, arrival_ns: int) -> tuple[Block | None, list[Anomaly]]:
         anomalies: list[Anomaly] = []
+        note_stream(self.streams_seen, msg.stream, msg.channel_num, msg.sample_rate)
         # Messages that are not ours are refused before they touch message_num or sample_num
         # continuity, so a stranger's message cannot fake a gap, a restart or a new timeline.
-        if self.stream_name is not None and msg.stream != self.stream_name:
-            self.counters["wrong_stream"] += 1
-            anomalies.append(
-                Anomaly(
-                    "wrong_stream",
-                    msg.sample_num,
-                    msg.sample_num + msg.num_samples,
-                    f"stream {msg.stream!r}, expected {self.stream_name!r}",
-                )
-            )
+        if not self.is_ours(msg):
+            self._other_stream(msg, anomalies, msg.num_samples)
             return None, anomalies
         if self.sample_rate is not None and not rates_agree(msg.sample_rate, self.sample_rate):
             self.counters["wrong_sample_rate"] += 1

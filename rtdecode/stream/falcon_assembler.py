@@ -20,7 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtdecode.stream.assembler import STREAM_COUNTERS, Anomaly, Block, check_sample_continuity
+from rtdecode.stream.assembler import (
+    STREAM_COUNTERS,
+    Anomaly,
+    Block,
+    check_sample_continuity,
+    note_stream,
+    stream_matches,
+)
 from rtdecode.stream.falcon import FALCON_TTL_LINES, FalconMessage
 
 
@@ -34,13 +41,15 @@ class FalconAssembler:
         self.expected_sample: int | None = None
         self.last_code = 0
         self.counters = dict.fromkeys(STREAM_COUNTERS, 0)
+        self.streams_seen: dict[str, dict] = {}
 
     def _refuse(self, msg: FalconMessage) -> Anomaly | None:
         span = (msg.sample_num, msg.sample_num + msg.n_samples)
-        if self.stream_name is not None and msg.stream != self.stream_name:
+        note_stream(self.streams_seen, msg.stream, msg.n_channels - 1, msg.sample_rate)
+        if not stream_matches(self.stream_name, msg.stream):
             self.counters["wrong_stream"] += 1
             return Anomaly("wrong_stream", *span, f"stream {msg.stream!r}, expected {self.stream_name!r}")
-        if msg.sample_rate != round(self.sample_rate):  # the plugin sends (int) sampleRate
+        if abs(msg.sample_rate - self.sample_rate) >= 1.0:  # the plugin sends (int) sampleRate: truncated
             self.counters["wrong_sample_rate"] += 1
             return Anomaly(
                 "wrong_sample_rate", *span, f"sample rate {msg.sample_rate} Hz, expected {self.sample_rate} Hz"

@@ -17,8 +17,14 @@ from rtdecode.stream.protocol import DataMessage
 UNFIT_BLOCKS = 3
 
 
+def describe_streams(streams: dict) -> str:
+    """``'Neuropix-PXI-100.ProbeA-AP' (32 ch, 30000 Hz)``, for every stream on offer."""
+    return ", ".join(f"{name!r} ({v['channels']} ch, {v['sample_rate']:g} Hz)" for name, v in streams.items()) or "none"
+
+
 class StreamFit:
-    def __init__(self, n_channels: int, sample_rate: float) -> None:
+    def __init__(self, n_channels: int, sample_rate: float, streams_seen: dict | None = None) -> None:
+        self.streams_seen = streams_seen if streams_seen is not None else {}  # the assembler's, read live
         self.n_channels = int(n_channels)
         self.sample_rate = float(sample_rate)  # sample rates are compared by the assembler (rates_agree)
         self.unfit_reason: str | None = None  # set while the stream is declared unfit
@@ -53,7 +59,10 @@ class StreamFit:
                 )
             elif a.kind == "wrong_stream":
                 self._bad_messages += 1
-                self._reason = f"{a.detail} (rig config [stream] stream_name)"
+                self._reason = (
+                    f"{a.detail} (rig config [stream] stream_name); streams on offer: "
+                    f"{describe_streams(self.streams_seen)}"
+                )
             elif a.kind == "incomplete_block":
                 self._incomplete += 1
                 n = len(self._channels)  # distinct channels the stream sends
@@ -77,7 +86,10 @@ class StreamFit:
             elif a.kind == "wrong_channel_count":
                 self._reason = f"stream has {msg.n_channels} channels, the bundle expects {self.n_channels}"
             elif a.kind == "wrong_stream":
-                self._reason = f"{a.detail} (rig config [stream] stream_name)"
+                self._reason = (
+                    f"{a.detail} (rig config [stream] stream_name); streams on offer: "
+                    f"{describe_streams(self.streams_seen)}"
+                )
             else:
                 continue
             self._bad_messages += self.n_channels

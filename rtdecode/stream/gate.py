@@ -52,6 +52,8 @@ class StrayGate:
 
     def admit(self, m: Message) -> list[Message]:
         """The messages to hand the assembler now, in order (none while ``m`` is held)."""
+        if not self.a.is_ours(m):
+            return [m]  # another stream of the publisher: the assembler refuses it and keeps the count
         last = self.a.last_message_num
         s = self.suspect
         if s is None:

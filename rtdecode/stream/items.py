@@ -33,6 +33,7 @@ class TtlItem:
     state: int
     sample: int
     arrival_ns: int
+    source_node: int | None = None  # the GUI processor that emitted it (ZMQ Interface events carry it)
 
 
 @dataclass(slots=True)
@@ -86,6 +87,7 @@ class ReceiverCounters:
     first_block_ns: int | None
     cpu_s: float
     final: bool = False
+    streams: dict | None = None  # every stream on offer: name -> channels, sample rate, messages
 
 
 WorkerItem = BlockItem | RingBlockItem | TtlItem | AnomaliesItem | LostItem

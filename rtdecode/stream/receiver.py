@@ -100,7 +100,8 @@ class Receiver:
             if spec.protocol == "falcon-output"
             else None
         )
-        self.fit = StreamFit(spec.channel_count, spec.sample_rate)
+        seen = (self.falcon or self.assembler).streams_seen
+        self.fit = StreamFit(spec.channel_count, spec.sample_rate, seen)
         self.ring = BlockRing(spec.ring_name, spec.ring_slots, spec.slot_samples, spec.channel_count, create=False)
         self.ctx = zmq.Context()
         self.events = self.ctx.socket(zmq.PUSH)
@@ -128,7 +129,8 @@ class Receiver:
         assembler = self.assembler if self.falcon is None else self.falcon
         counters = {**assembler.counters, **self.gate.counters, **self.counters}
         cpu = time.process_time() - self._cpu0
-        self._send(ReceiverCounters(counters, self.samples_received, self.first_block_ns, cpu, final))
+        streams = {k: dict(v) for k, v in assembler.streams_seen.items()}
+        self._send(ReceiverCounters(counters, self.samples_received, self.first_block_ns, cpu, final, streams))
 
     # -- messages ----------------------------------------------------------------------------------
     def on_frames(self, frames: list[bytes], now: int) -> None:
@@ -173,10 +175,11 @@ class Receiver:
 
     def _assemble(self, msg: DataMessage | TtlMessage, now: int) -> None:
         if isinstance(msg, TtlMessage):
-            anomalies = self.assembler.on_ttl(msg)
+            ours, anomalies = self.assembler.on_ttl(msg)
             if anomalies:
                 self._send(AnomaliesItem(anomalies, now))
-            self._send(TtlItem(msg.line, msg.state, msg.sample_num, now))
+            if ours:
+                self._send(TtlItem(msg.line, msg.state, msg.sample_num, now, msg.source_node))
             return
         block, anomalies = self.assembler.on_data(msg, now)
         verdict = self.fit.on_data(msg, anomalies, block is not None)

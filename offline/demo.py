@@ -1,18 +1,21 @@
-"""The README's main job on the embedded default, as far as the pipeline exists today.
+"""The README's main job on the embedded default: the lab's calibrate-then-decode workflow, end to end.
 
 1. simulate three small animals in the real formats, each recorded in two sessions (the same
    neurons, new trials);
 2. read every file back with the readers the pipeline uses (Allen NWB reader,
    open-ephys-python-tools, SpikeInterface) and check them against the ground truth;
-3. run the paper's experiments without leakage (within and across animals, GLM, temporal image,
-   controls) and write the report with figures;
-4. build a decoder bundle for the third animal from the other two, calibrated on its first session,
-   and verify it;
+3. run the paper's experiments without leakage (within and across animals, pretrained and random-init
+   networks, linear read-outs, GLM, temporal image, controls, the paper's protocol beside them) and
+   write the report with figures and statistics;
+4. build the third animal's decoder bundle from its own labelled first session, as a lab does: its
+   responses counted from the bundle's own online spikes, the decoder (pretrained EfficientNet-Lite0
+   or the linear read-out) chosen on the session's held-out folds, its probabilities calibrated;
 5. serve that bundle with the daemon (the embedded rig config ``rig_configs/replay_local.toml``),
-   replay the third animal's *second* session into it in real time exactly as the Open Ephys GUI
-   would stream it -- trials that never touched calibration -- and summarise: accuracy against the
-   simulator's labels with its 95 % interval beside the across-animal offline figure, trials decoded /
-   degraded, latency p50 / p99, where the decision log and the report are.
+   replay the animal's *second* session into it in real time exactly as the Open Ephys GUI would
+   stream it -- trials that never touched calibration -- and summarise: accuracy against the
+   simulator's labels with its 95 % interval beside the offline within-animal figure, how well the
+   probabilities are calibrated, trials decoded / degraded, latency p50 / p99, where the decision log
+   and the report are.
 """
 
 from __future__ import annotations
@@ -27,19 +30,19 @@ from rich.console import Console
 from rich.table import Table
 
 DEMO_ANIMALS = 3
-DEMO_REPEATS = 1
+DEMO_REPEATS = 2  # two blocks of each family: classes not confounded with time, ~2 min per session
 DEMO_CHANNELS = 32
 DEMO_UNITS = 48
 DEMO_IMAGE_SIZE = 48
 DEMO_FOLDS = 3
 DEMO_SESSIONS = 2  # calibrate on the target's session 1, decode its session 2
+DEMO_BACKBONES = ("efficientnet-lite0",)  # ImageNet-pretrained, installed everywhere (+ its random-init control)
 
 
 def check_animal(folder: Path) -> dict:
     """Read one simulated animal back and compare it with its ground truth."""
     import spikeinterface.extractors as se
     from open_ephys.analysis import Session
-
     from rtdecode.offline.allen import open_session
 
     m = json.loads((folder / "animal.json").read_text())
@@ -67,20 +70,25 @@ def check_animal(folder: Path) -> dict:
     return row
 
 
+def _pct(score: dict) -> str:
+    return f"{score['accuracy']:.0%} [{score['ci95'][0]:.0%}, {score['ci95'][1]:.0%}]"
+
+
 def run_demo(out: Path, seed: int, console: Console, progress) -> None:
-    from rtdecode.bundle import verify_bundle
     from rtdecode.offline.build import BuildConfig, build_bundle
     from rtdecode.offline.dataset import load_animal
     from rtdecode.offline.evaluate import EvaluationConfig, default_combinations, run_evaluation
     from rtdecode.offline.parallel import Executor
-    from rtdecode.offline.report import reading, write_report
+    from rtdecode.offline.report import label, reading, write_report
     from rtdecode.offline.sim.simulate import SimulationParams, simulate
+
+    from rtdecode.bundle import verify_bundle
 
     out = Path(out)
     console.rule("rtdecode demo")
     console.print(
         f"1. Simulating {DEMO_ANIMALS} animals ({DEMO_CHANNELS} channels, {DEMO_UNITS} units, "
-        f"{DEMO_REPEATS} repeat(s) of 118 scenes + 120 gratings, {DEMO_SESSIONS} sessions each) into {out}/ ..."
+        f"{DEMO_REPEATS} repeats of 118 scenes + 120 gratings, {DEMO_SESSIONS} sessions each) into {out}/ ..."
     )
     params = SimulationParams(
         animals=DEMO_ANIMALS,
@@ -109,74 +117,103 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
             datasets = [load_animal(f, DEMO_IMAGE_SIZE) for f in folders]
             names = [d.name for d in datasets]
             loo = [c for c in default_combinations(names) if len(c[0]) == len(names) - 1]
-            cfg = EvaluationConfig(folds=DEMO_FOLDS, image_size=DEMO_IMAGE_SIZE, seed=seed, combinations=loo)
+            cfg = EvaluationConfig(
+                folds=DEMO_FOLDS,
+                image_size=DEMO_IMAGE_SIZE,
+                seed=seed,
+                combinations=loo,
+                backbones=DEMO_BACKBONES,
+            )
             report = run_evaluation(datasets, cfg, ex, progress)
             report_md = write_report(report, {d.name: d for d in datasets}, out / "report")
-            res = Table(title="decoding accuracy (95 % CI)")
-            for col in ("animal", "GoogLeNet", "GLM", "temporal", "shuffled labels", "stimulus only"):
-                res.add_column(col)
-            for w in report["within_animal"]:
-                s = w["scores"]
-                res.add_row(
-                    w["animal"],
-                    *(
-                        f"{s[m]['accuracy']:.0%} [{s[m]['ci95'][0]:.0%}, {s[m]['ci95'][1]:.0%}]"
-                        for m in ("googlenet", "glm", "temporal", "shuffled_labels", "stimulus_only")
-                    ),
-                )
-            for a in report["across_animal"]:
-                s = a["scores"]
-                res.add_row(
-                    f"[{','.join(a['train'])}]→{a['target']}",
-                    *(
-                        f"{s[m]['accuracy']:.0%}" if m in s else "-"
-                        for m in ("googlenet", "glm", "temporal", "shuffled_labels", "stimulus_only")
-                    ),
-                )
-            console.print(res)
-            for line in reading(report):
-                console.print(f"   - {line}")
+        models = [n["model"] for n in report["networks"]] + ["linear_image_pca", "glm", "shuffled_labels"]
+        res = Table(title="decoding accuracy (95 % CI)")
+        res.add_column("animal")
+        for m in models:
+            res.add_column(label(m))
+        for e in report["within_animal"] + report["across_animal"]:
+            where = e["animal"] if e["setting"] == "within" else f"[{','.join(e['train'])}]→{e['target']}"
+            res.add_row(where, *(_pct(e["scores"][m]) if m in e["scores"] else "-" for m in models))
+        console.print(res)
+        for line in reading(report):
+            console.print(f"   - {line}")
 
-            target = folders[-1]
-            offline = next(a["scores"]["googlenet"] for a in report["across_animal"] if a["target"] == target.name)
-            console.print(
-                f"4. Building a decoder bundle for {target.name} from the others, calibrated on its session 1 "
-                "(ground-truth templates on the daemon's preprocessing) ..."
+        target = folders[-1]
+        console.print(
+            f"4. Building {target.name}'s decoder bundle from its own labelled session 1 (ground-truth templates on "
+            "the daemon's preprocessing; responses from the bundle's own online spikes) ..."
+        )
+        bundle = out / f"{target.name}.bundle"
+        with tempfile.TemporaryDirectory(prefix="rtdecode-demo-") as work:
+            built = build_bundle(
+                [],
+                {},
+                target,
+                bundle,
+                BuildConfig(
+                    templates="ground-truth",
+                    image_size=DEMO_IMAGE_SIZE,
+                    seed=seed,
+                    decoder="auto",
+                    backbone=DEMO_BACKBONES[0],
+                ),
+                None,
+                Path(work),
+                progress=progress,
+                log=lambda msg: console.print(f"   {msg}"),
+                overwrite=True,
             )
-            bundle = out / f"{target.name}.bundle"
-            with tempfile.TemporaryDirectory(prefix="rtdecode-demo-") as work:
-                build_bundle(
-                    datasets[:-1],
-                    {d.name: d for d in datasets[:-1]},
-                    target,
-                    bundle,
-                    BuildConfig(templates="ground-truth", image_size=DEMO_IMAGE_SIZE, seed=seed),
-                    ex,
-                    Path(work),
-                    progress=progress,
-                    log=lambda msg: console.print(f"   {msg}"),
-                    overwrite=True,
-                )
     manifest = verify_bundle(bundle)
     console.print(
-        f"   bundle verified: {len(manifest.files)} files, {manifest.n_units} units, "
-        f"held-out accuracy {manifest.heldout_accuracy:.0%}"
+        f"   bundle verified: {len(manifest.files)} files, {manifest.n_units} units, decoder "
+        f"{manifest.architecture.name}, held-out accuracy on session 1 {manifest.heldout_accuracy:.0%}"
     )
-    summary = run_online(bundle, target.parent / f"{target.name}-s2", out, console, offline=offline)
+    within = next(e for e in report["within_animal"] if e["animal"] == target.name)
+    offline_model = "linear_image_pca" if built["decoder"] == "linear" else report["primary_network"]
+    summary = run_online(
+        bundle,
+        target.parent / f"{target.name}-s2",
+        out,
+        console,
+        offline={**within["scores"][offline_model], "model": label(offline_model)},
+    )
     console.print(
         f"\nDone. Report: {report_md}\nBundle: {bundle} (check it with `rtdecode bundle verify {bundle}`)\n"
         f"Decision log: {summary['log']}"
     )
 
 
+def score_decisions(decisions: list[dict], labels: pd.Series) -> dict:
+    """Accuracy (95 % interval), Brier score and the share right among confident decisions, of the
+    ``ok`` decisions whose onset has a natural/artificial label."""
+    from rtdecode.offline.statistics import brier, wilson_interval
+
+    ok = [d for d in decisions if d["status"] == "ok" and labels.get(d["onset_sample"]) in ("natural", "artificial")]
+    y = np.array([labels[d["onset_sample"]] == "natural" for d in ok], dtype=bool)
+    p = np.array([d["probabilities"]["natural"] for d in ok], dtype=np.float64)
+    right = (p >= 0.5) == y
+    confident = (p > 0.99) | (p < 0.01)
+    lo, hi = wilson_interval(int(right.sum()), len(ok))
+    return {
+        "n": len(ok),
+        "correct": int(right.sum()),
+        "accuracy": float(right.mean()) if len(ok) else float("nan"),
+        "ci95": [lo, hi],
+        "brier": brier(p, y),
+        "confident": int(confident.sum()),
+        "confident_right": float(right[confident].mean()) if confident.any() else float("nan"),
+        "natural_share_predicted": float((p >= 0.5).mean()) if len(ok) else float("nan"),
+    }
+
+
 def run_online(
     bundle: Path, target: Path, out: Path, console: Console, speed: float = 1.0, offline: dict | None = None
 ) -> dict:
     """Serve the bundle and replay ``target``'s recording (a session that did not calibrate it) through
-    it; print the summary, with the across-animal offline score ``offline`` beside the online one."""
-    from rtdecode import rig_configs
+    it; print the summary, with the offline within-animal score ``offline`` beside the online one."""
     from rtdecode.offline.bench.session import replay_through_daemon
-    from rtdecode.offline.experiments import wilson_interval
+
+    from rtdecode import rig_configs
 
     cfg = rig_configs.load("replay_local.toml")
     m = json.loads((target / "animal.json").read_text())
@@ -187,11 +224,7 @@ def run_online(
     )
     res = replay_through_daemon(bundle, target / m["recording"], cfg, out / "decisions.jsonl", speed=speed)
     labels = pd.read_csv(target / m["stimulus_log"]).set_index("onset_sample").label
-    ok = [
-        d for d in res.decisions if d["status"] == "ok" and labels.get(d["onset_sample"]) in ("natural", "artificial")
-    ]
-    correct = int(sum(d["predicted_class"] == labels[d["onset_sample"]] for d in ok))
-    lo, hi = wilson_interval(correct, len(ok))
+    s = score_decisions(res.decisions, labels)
     c = res.status["counters"]
     lat = res.status["latency"]
 
@@ -199,8 +232,8 @@ def run_online(
         return f"{lat[stage]['p50_ms']:.{digits}f} / {lat[stage]['p99_ms']:.{digits}f} ms" if stage in lat else "-"
 
     table = Table(title="online decoding (rtdecode serve <- rtdecode replay)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
+    table.add_column("measure", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
     for row in (
         (
             "stimulus onsets / decisions",
@@ -209,15 +242,19 @@ def run_online(
         ),
         ("decoded / degraded", f"{len(res.decisions) - c['degraded']} / {c['degraded']}"),
         (
-            "accuracy on new trials vs simulator labels (95 % CI)",
-            f"{correct / max(len(ok), 1):.1%} [{lo:.1%}, {hi:.1%}] ({correct}/{len(ok)})",
+            "accuracy on session 2 vs simulator labels (95 % CI)",
+            f"{s['accuracy']:.1%} [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}] ({s['correct']}/{s['n']})",
         ),
         (
-            "across animals offline, same target (95 % CI)",
+            "within-animal offline, same animal (95 % CI)",
             "-"
             if offline is None
-            else f"{offline['accuracy']:.1%} [{offline['ci95'][0]:.1%}, {offline['ci95'][1]:.1%}]",
+            else f"{offline['accuracy']:.1%} [{offline['ci95'][0]:.1%}, {offline['ci95'][1]:.1%}] ({offline['model']})",
         ),
+        ("Brier score of p(natural) (0.25 = a coin)", f"{s['brier']:.3f}"),
+        ("right among decisions with p > 0.99", f"{s['confident_right']:.1%} of {s['confident']}"),
+        ("share called natural (truth: about half)", f"{s['natural_share_predicted']:.0%}"),
+        ("image scale, session 2 / calibration", f"{res.status['image_scale']['ratio']:.2f}"),
         ("latency block -> decision p50 / p99", p("total", 1)),
         ("  of which inference p50 / p99", p("inference", 2)),
         ("blocks / malformed / overruns", f"{c['blocks']} / {c['malformed']} / {c['overruns']}"),
@@ -228,4 +265,4 @@ def run_online(
     if c["onsets"] != len(res.decisions):
         console.print(f"[red]error[/red]: {c['onsets']} onsets but {len(res.decisions)} decisions")
         raise SystemExit(1)
-    return {"log": res.log_path, "decisions": res.decisions, "status": res.status}
+    return {"log": res.log_path, "decisions": res.decisions, "status": res.status, "score": s}

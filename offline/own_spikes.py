@@ -1,0 +1,50 @@
+"""The daemon's own spikes on a calibration recording: the bundle's preprocessing and matcher, run
+offline over the recording block by block exactly as ``rtdecode serve`` would run them live.
+
+A decoder calibrated on a sorter's spikes (Kilosort's, or the simulator's ground truth) and then fed
+the online matcher's spikes sees two different neurons' worth of errors: its baseline, preferred
+stimuli and classifier were fit on responses the daemon never produces. Counting the calibration
+responses from these spikes instead makes calibration and decoding see the same spikes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rtdecode.config import SortingConfig
+from rtdecode.pipeline import make_online_sorter
+from rtdecode.sorting.templates import Templates
+from rtdecode.stream.recording import RecordingSource
+
+
+def online_spike_trains(
+    recording_dir: str | Path,
+    templates: Templates,
+    sorting: SortingConfig,
+    block_samples: int | None = None,
+    seed: int = 0,
+    progress=None,
+) -> tuple[list[np.ndarray], int]:
+    """Spike trains per unit (sample indices from the recording's first sample) found by the online
+    sorter, and the number of spikes. Blocks are the replayer's (GUI-like sizes from ``seed``)."""
+    source = RecordingSource(recording_dir)
+    if source.n_channels != templates.n_channels:
+        raise ValueError(f"{recording_dir}: {source.n_channels} channels, the templates have {templates.n_channels}")
+    sorter = make_online_sorter(templates, source.n_channels, source.sample_rate, sorting)
+    first = int(source.sample_numbers[0])
+    samples, units = [], []
+    task = progress.add_task("the daemon's own spikes (online matcher)", total=source.n_samples) if progress else None
+    for i0, i1, _, _ in source.blocks(block_samples, seed):
+        s, u = sorter.process(source.block_uv(i0, i1), int(source.sample_numbers[i0]))
+        samples.append(s - first)
+        units.append(u)
+        if progress:
+            progress.update(task, advance=i1 - i0)
+    s = np.concatenate(samples) if samples else np.empty(0, np.int64)
+    u = np.concatenate(units) if units else np.empty(0, np.int64)
+    order = np.argsort(u, kind="stable")
+    bounds = np.searchsorted(u[order], np.arange(templates.n_units + 1))
+    trains = [np.sort(s[order][bounds[k] : bounds[k + 1]]) for k in range(templates.n_units)]
+    return trains, int(len(s))
