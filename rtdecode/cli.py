@@ -308,9 +308,10 @@ def decode(
         typer.Option("--rig", help="rig config TOML (sorting, trials, backend); default: the bundle's own facts"),
     ] = None,
     block_samples: Annotated[
-        int | None, typer.Option(help="fixed block size in samples (default: the replayer's GUI-like blocks)")
+        int | None,
+        typer.Option(help="block size in samples (default: the real GUI's and the replayer's, 696 at 30 kHz)"),
     ] = None,
-    seed: Annotated[int, typer.Option(help="seed of the GUI-like block sizes (the replayer's default is 0)")] = 0,
+    seed: Annotated[int, typer.Option(help="unused with fixed blocks; kept for logs made with seeded sizes")] = 0,
 ) -> None:
     """Decode a recorded session offline through the same pipeline as the daemon; write its decision log."""
     from rtdecode.bundle import Bundle

@@ -102,8 +102,10 @@ def test_ttl_events_come_before_their_blocks_data(small_animal):
 
 
 def test_block_sizes_and_fault_parsing():
-    sizes = block_sizes(300_000, 30000.0, None, seed=1)
+    sizes = block_sizes(300_000, 30000.0, None, seed=1, variable=True)
     assert sizes.sum() == 300_000 and 500 < sizes.mean() < 900 and sizes.std() > 10
+    gui = block_sizes(300_000, 30000.0, None)
+    assert (gui[:-1] == 696).all() and gui.sum() == 300_000  # the real GUI's block at 30 kHz
     assert (block_sizes(1000, 30000.0, 300) == [300, 300, 300, 100]).all()
     assert Fault.parse("stall=10:0.5") == Fault("stall", 10, 0.5)
     for bad in ("drop", "explode=3", "drop=x", "stall=4", "drop=0"):

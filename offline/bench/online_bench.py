@@ -193,7 +193,7 @@ def run_sorter(stream: SyntheticStream, t: SortingTemplates, engine: str, seed: 
     sorter.pre.process = _timed(sorter.pre.process, pre_s)
     matcher.find = _timed(matcher.find, match_s)
     found_s, found_u = [], []
-    stops = np.cumsum(block_sizes(len(stream.traces), FS, None, seed))
+    stops = np.cumsum(block_sizes(len(stream.traces), FS, None, seed, variable=True))
     t0 = time.perf_counter()
     start = 0
     for stop in stops:  # the stream arrives block by block; this is the daemon's loop

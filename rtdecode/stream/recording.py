@@ -17,6 +17,12 @@ from rtdecode.errors import RecordingError
 GUI_BLOCK_MEAN_S = 1024 / 44100  # the GUI's default audio callback period
 
 
+def gui_block_samples(sample_rate: float) -> int:
+    """Samples per block of the real GUI: its audio callback (1,024 frames at 44.1 kHz) in the stream's
+    rate -- 696 at 30 kHz, every block (measured on GUI 1.0.1 playing a recording)."""
+    return int(sample_rate * GUI_BLOCK_MEAN_S)
+
+
 class RecordingSource:
     """The continuous stream and TTL events of one Open Ephys Binary recording."""
 
@@ -35,6 +41,9 @@ class RecordingSource:
             ) from None
         meta = cont.metadata
         self.stream_name = meta.stream_name
+        #: What the GUI's File Reader calls the stream when it plays this recording: the folder name,
+        #: ``<source processor>-<node id>.<stream>``, e.g. ``Neuropix-PXI-100.ProbeA-AP``.
+        self.file_reader_stream_name = f"{meta.source_node_name}-{meta.source_node_id}.{meta.stream_name}"
         self.source_node = int(meta.source_node_id)
         self.sample_rate = float(meta.sample_rate)
         self.n_channels = int(meta.num_channels)
@@ -59,12 +68,14 @@ class RecordingSource:
     def n_samples(self) -> int:
         return len(self.sample_numbers)
 
-    def blocks(self, block_samples: int | None = None, seed: int = 0) -> Iterator[tuple[int, int, int, int]]:
+    def blocks(
+        self, block_samples: int | None = None, seed: int = 0, variable: bool = False
+    ) -> Iterator[tuple[int, int, int, int]]:
         """``(i0, i1, t0, t1)`` per block: its sample rows ``[i0, i1)`` and the TTL events ``t0:t1``
         that go before it (those at or before its last sample) -- the one cut of a recording into
         blocks, which the replayer publishes and the offline decoder feeds to the pipeline."""
         i0 = t0 = 0
-        for n in block_sizes(self.n_samples, self.sample_rate, block_samples, seed):
+        for n in block_sizes(self.n_samples, self.sample_rate, block_samples, seed, variable):
             i1 = i0 + int(n)
             t1 = int(np.searchsorted(self.ttl_samples, self.sample_numbers[i1 - 1], side="right"))
             yield i0, i1, t0, t1
@@ -75,9 +86,14 @@ class RecordingSource:
         return self.samples[i0:i1].astype(np.float32) * self.bit_volts[None, :]
 
 
-def block_sizes(n_samples: int, sample_rate: float, block_samples: int | None, seed: int = 0) -> np.ndarray:
-    """Block lengths covering the recording: fixed, or GUI-like variable around 1024/44100 s."""
-    if block_samples:
+def block_sizes(
+    n_samples: int, sample_rate: float, block_samples: int | None, seed: int = 0, variable: bool = False
+) -> np.ndarray:
+    """Block lengths covering the recording: ``block_samples`` each, by default the real GUI's
+    (:func:`gui_block_samples`); ``variable``: sizes drawn from a seed within +-15 % of the GUI's
+    period (a source whose blocks vary, to exercise block-size independence)."""
+    if not variable:
+        block_samples = block_samples or gui_block_samples(sample_rate)
         sizes = np.full(int(np.ceil(n_samples / block_samples)), block_samples, dtype=np.int64)
     else:
         mean = sample_rate * GUI_BLOCK_MEAN_S

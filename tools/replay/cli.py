@@ -30,7 +30,26 @@ def replay(
     ] = "zmq-interface",
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     speed: Annotated[str, typer.Option(help="1 = real time, N = N x real time, max = as fast as possible")] = "1",
-    block_samples: Annotated[int | None, typer.Option(help="fixed block size (default: GUI-like variable)")] = None,
+    block_samples: Annotated[
+        int | None, typer.Option(help="block size (default: the real GUI's, 696 samples at 30 kHz)")
+    ] = None,
+    variable_blocks: Annotated[
+        bool, typer.Option(help="seeded block sizes within 15 % of the GUI's, instead of the GUI's fixed size")
+    ] = False,
+    origin: Annotated[
+        str,
+        typer.Option(
+            help="sample numbers: recording (the recording's own, as a live acquisition) or zero (from 0, as the "
+            "GUI's File Reader plays a recording)"
+        ),
+    ] = "recording",
+    file_reader_names: Annotated[
+        bool,
+        typer.Option(
+            help="name the stream as the GUI's File Reader does (the recording folder, e.g. "
+            "Neuropix-PXI-100.ProbeA-AP); --no-file-reader-names sends the recorded stream name (ProbeA-AP)"
+        ),
+    ] = True,
     loop: Annotated[bool, typer.Option(help="start again at the end")] = False,
     fault: Annotated[list[str] | None, typer.Option("--fault", help="KIND=MESSAGE, e.g. drop=500 (repeatable)")] = None,
     wait_heartbeat: Annotated[float, typer.Option(help="wait up to this many s for a client's heartbeat")] = 0.0,
@@ -92,14 +111,19 @@ def replay(
             channels=mask,
             send_hwm=0 if lossless else PLUGIN_SEND_HWM,
             protocol=protocol,
+            origin=origin,
+            file_reader_names=file_reader_names,
+            variable_blocks=variable_blocks,
         )
     except ValueError as err:
+        known = ("protocol", "stray", "origin")
         raise typer.BadParameter(
-            str(err) if "protocol" in str(err) or "stray" in str(err) else f"--channels {channels!r}: {err}"
+            str(err) if any(k in str(err) for k in known) else f"--channels {channels!r}: {err}"
         ) from None
     src = r.source
     err_console.print(
-        f"replaying {recording}: {src.n_channels} ch x {src.n_samples} samples at {src.sample_rate:g} Hz, "
+        f"replaying {recording} as stream {r.stream_name!r}: {src.n_channels} ch x {src.n_samples} samples at "
+        f"{src.sample_rate:g} Hz, "
         f"{len(src.ttl_samples)} TTL events, on tcp://{host}:{port} "
         + ("as Falcon Output" if falcon else f"(heartbeat :{port + 1})")
         + f", speed {speed}, "

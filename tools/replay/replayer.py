@@ -1,9 +1,10 @@
 """Re-publish an Open Ephys Binary recording exactly as the GUI's ZMQ Interface plugin does.
 
-The recording is read with open-ephys-python-tools. Per block (GUI-like variable sizes around
-the audio callback's ~697 samples at 30 kHz, or a fixed ``block_samples``): the block's TTL events
-first (0-based lines on the wire; 1-based on disk), then one float32 uV DATA message per channel,
-ascending; ``message_num`` from 1; headers byte-for-byte as the plugin writes them
+The recording is read with open-ephys-python-tools. Per block (the real GUI's 696 samples at 30 kHz
+-- its audio callback of 1,024 frames at 44.1 kHz --, a fixed ``block_samples``, or seeded variable
+sizes with ``variable_blocks``): the block's TTL events first (0-based lines on the wire; 1-based on
+disk), then one float32 uV DATA message per channel, ascending; ``message_num`` from 1; headers
+byte-for-byte as the plugin writes them
 (``rtdecode.stream.protocol``). A REP socket on ``port + 1`` answers heartbeats like the plugin
 (``heartbeat received``). Pacing follows a monotonic clock at ``speed`` x real time (or as fast as
 possible with ``speed=None``). Like the plugin it sends ``content.channel_name`` (current builds
@@ -20,10 +21,19 @@ channel-major, and a per-sample ``event_codes`` word with the TTL lines (0..15) 
 is what ``wait_for_heartbeat_s`` waits for); libzmq's default send high-water mark of 1,000
 messages, which is 1,000 blocks there.
 
+Like the GUI 1.0.1 playing a recording through its File Reader (measured side by side, tests in
+``tests/test_real_gui.py``): the stream is named as the File Reader names it (the recording's folder,
+``Neuropix-PXI-100.ProbeA-AP``; ``file_reader_names=False`` sends the recorded stream name);
+``origin="zero"`` numbers samples from 0 as playback does (the default, ``"recording"``, keeps the
+recording's own sample numbers, as a live acquisition's); a ``restart`` is the GUI's stop and start
+(``message_num`` from 1, ``sample_num`` going on); with ``loop`` the file plays again with
+``message_num`` going on and ``sample_num`` back at the start (the GUI's wrap block holds the file's
+tail and its first samples; ours ends short at the tail).
+
 Faults for tests, each at a message count ``K`` (the plugin's ``message_num`` it would have had):
 ``drop=K``, ``duplicate=K``, ``reorder=K`` (K+1 is sent before K), ``truncate=K`` (payload cut
-in half), ``corrupt=K`` (header not JSON), ``restart=K`` (acquisition restarts before message K:
-``message_num`` and ``sample_num`` start again from 1 and 0), ``stall=K:SECONDS``, and
+in half), ``corrupt=K`` (header not JSON), ``restart=K`` (acquisition stopped and started before message K,
+as the GUI does it: ``message_num`` starts again from 1, ``sample_num`` goes on), ``stall=K:SECONDS``, and
 ``stray=K:WHAT`` -- one extra DATA message, not the plugin's, sent before message K, a copy of K's
 header with one thing wrong: ``channel`` (channel_num = the channel count), ``rate`` (25 kHz),
 ``stream`` (another stream's name), ``sample`` (an absurd sample_num, with K's own message_num,
@@ -58,6 +68,7 @@ LOSSLESS_LINGER_MS = 600_000
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall", "stray")
 STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger", "huge")
 PROTOCOLS = ("zmq-interface", "falcon-output")
+ORIGINS = ("recording", "zero")
 
 
 @dataclass
@@ -139,7 +150,12 @@ class Replayer:
         channels: list[int] | None = None,
         send_hwm: int = PLUGIN_SEND_HWM,
         protocol: str = "zmq-interface",
+        origin: str = "recording",
+        file_reader_names: bool = True,
+        variable_blocks: bool = False,
     ) -> None:
+        if origin not in ORIGINS:
+            raise ValueError(f"origin {origin!r}: expected one of {', '.join(ORIGINS)}")
         if preload and faults:
             raise ValueError("preload renders every message before sending; it cannot inject faults")
         if protocol not in PROTOCOLS:
@@ -148,6 +164,11 @@ class Replayer:
             raise ValueError("stray faults are ZMQ Interface messages; Falcon Output takes the others")
         self.protocol = protocol
         self.source = RecordingSource(recording_dir)
+        self.variable_blocks = variable_blocks
+        self.stream_name = self.source.file_reader_stream_name if file_reader_names else self.source.stream_name
+        #: subtracted from the recording's sample numbers: 0, or its first sample (File Reader playback)
+        self.origin = int(self.source.sample_numbers[0]) if origin == "zero" else 0
+        self._numbers = 0  # message_num / message_id so far: a loop goes on counting, as the GUI does
         self.preload = preload
         self.port = int(port)
         self.host = host
@@ -356,14 +377,14 @@ class Replayer:
             return
         src = self.source
         t0 = time.monotonic()
-        count = 0  # the plugin's message_num
-        message_num = 0
-        sample_offset = 0  # shifts sample numbers after an injected restart
+        count = 0  # messages of this pass (faults count them)
+        message_num = self._numbers  # the plugin's message_num: a loop goes on counting
+        sample_offset = self.origin
         word = 0
         pending: list = []
         names = src.channel_names
-        framer = BlockFramer(src.stream_name, src.sample_rate)
-        for i0, i1, ttl_i, j in src.blocks(self.block_samples, self.seed):
+        framer = BlockFramer(self.stream_name, src.sample_rate)
+        for i0, i1, ttl_i, j in src.blocks(self.block_samples, self.seed, self.variable_blocks):
             if self._stop.is_set():
                 return
             n = i1 - i0
@@ -371,8 +392,8 @@ class Replayer:
             block = np.ascontiguousarray(src.block_uv(i0, i1).T, "<f4")
             ts = int(time.time() * 1000)
             n_messages = (j - ttl_i) + len(self.channels)
-            # An injected restart takes effect at the start of the block that holds its message count:
-            # message_num starts again from 1 and sample numbers from 0, as when the GUI restarts.
+            # An injected restart takes effect at the start of the block that holds its message count: a
+            # stop and start of acquisition as the GUI does it -- message_num from 1, sample_num going on.
             hits = [
                 self.faults[c]
                 for c in range(count + 1, count + n_messages + 1)
@@ -381,7 +402,6 @@ class Replayer:
             if hits:
                 self.stats.faults_applied["restart"] = self.stats.faults_applied.get("restart", 0) + 1
                 message_num = 0
-                sample_offset = int(src.sample_numbers[i0])
             first = int(src.sample_numbers[i0]) - sample_offset
             for k in range(ttl_i, j):
                 count += 1
@@ -390,7 +410,7 @@ class Replayer:
                 word = (word | (1 << line)) if state else (word & ~(1 << line))
                 frames = ttl_frames(
                     message_num,
-                    src.stream_name,
+                    self.stream_name,
                     src.source_node,
                     int(src.ttl_samples[k]) - sample_offset,
                     line,
@@ -407,6 +427,7 @@ class Replayer:
                     message_num, c, block[c].tobytes(), int(n), first, ts, names[c] if self.send_channel_names else None
                 )
                 self._send(pub, frames, count, pending)
+            self._numbers = message_num
             self.stats.blocks += 1
             self.stats.samples += int(n)
 
@@ -414,13 +435,15 @@ class Replayer:
         """One pass as Falcon Output: one message per block, TTL lines as bits of ``event_codes``."""
         src = self.source
         t0 = time.monotonic()
-        message_id = 0
-        sample_offset = 0
+        message_id = self._numbers  # a loop goes on counting
+        sample_offset = self.origin
         word = 0
         pending: list = []
         builder = None
         rows = np.asarray(self.channels)
-        for count, (i0, i1, ttl_i, j) in enumerate(src.blocks(self.block_samples, self.seed), start=1):
+        for count, (i0, i1, ttl_i, j) in enumerate(
+            src.blocks(self.block_samples, self.seed, self.variable_blocks), start=1
+        ):
             if self._stop.is_set():
                 return
             n = i1 - i0
@@ -428,8 +451,7 @@ class Replayer:
             f = self.faults.get(count)
             if f is not None and f.kind == "restart":
                 self.stats.faults_applied["restart"] = self.stats.faults_applied.get("restart", 0) + 1
-                message_id = 0
-                sample_offset = int(src.sample_numbers[i0])
+                message_id = 0  # a stop and start: message_id from 1, sample_num going on
                 word = 0  # the plugin clears its word when acquisition starts
             first = int(src.sample_numbers[i0])
             codes = np.full(n, word, np.uint16)
@@ -446,7 +468,7 @@ class Replayer:
             buf = serialise_continuous_data(
                 block[rows],
                 codes,
-                src.stream_name,
+                self.stream_name,
                 first - sample_offset,
                 message_id,
                 src.sample_rate,
@@ -454,5 +476,6 @@ class Replayer:
                 builder,
             )
             self._send(pub, [buf], count, pending)
+            self._numbers = message_id
             self.stats.blocks += 1
             self.stats.samples += int(n)
