@@ -224,6 +224,13 @@ def evaluate(
     permutations: Annotated[
         int, typer.Option(help="label permutations of the linear read-out's permutation test (0 skips it)")
     ] = 200,
+    learning_curve: Annotated[
+        bool,
+        typer.Option(
+            help="accuracy against the number (random subsets) and the first minutes of the target's calibration "
+            "trials; the longest part of a run after the networks"
+        ),
+    ] = True,
 ) -> None:
     """Run the paper's experiments without leakage (and under the paper's protocol beside them) and
     write a report with figures and the statistics behind every comparison."""
@@ -251,6 +258,7 @@ def evaluate(
         random_init_control=random_init_control,
         split=split,
         permutations=permutations,
+        learning_curve=learning_curve,
     )
     try:
         cfg.validate(0)

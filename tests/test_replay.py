@@ -11,7 +11,7 @@ import pytest
 import zmq
 from rtdecode.replay.replayer import Fault, Replayer
 
-from rtdecode.stream.recording import block_sizes
+from rtdecode.stream.recording import RecordingSource, block_sizes
 
 from .conftest import free_port_pair, manifest
 
@@ -23,9 +23,14 @@ def _collect(replayer, port, n):
     sub.connect(f"tcp://127.0.0.1:{port}")
     req = ctx.socket(zmq.REQ)
     req.connect(f"tcp://127.0.0.1:{port + 1}")
+    monitor = sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
     th = threading.Thread(target=replayer.run)
     th.start()
-    time.sleep(0.2)
+    # the replayer drops what no subscriber takes, like the GUI: heartbeat (which starts it) only once connected
+    assert monitor.poll(5000), "the subscriber never connected to the replayer"
+    sub.disable_monitor()
+    monitor.close()
+    time.sleep(0.05)  # the subscription itself travels after the handshake
     req.send(json.dumps({"application": "test", "uuid": "1", "type": "heartbeat"}).encode())
     assert req.poll(5000)
     reply = req.recv()
@@ -44,7 +49,8 @@ def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
 
     m = manifest(small_animal)
     port = free_port_pair()
-    r = Replayer(small_animal / "recording", port, speed=None, block_samples=500, wait_for_heartbeat_s=5)
+    # lossless: this test is about what is sent, not the plugin's drops when a (loaded) subscriber lags
+    r = Replayer(small_animal / "recording", port, speed=None, block_samples=500, wait_for_heartbeat_s=5, send_hwm=0)
     first_onset = int(pd.read_csv(small_animal / m["stimulus_log"]).onset_sample.min())
     onset_block = (first_onset - m["first_sample_number"]) // 500
     reply, msgs = _collect(r, port, 16 * max(40, onset_block + 2) + 20)  # far enough to hold the first onset
@@ -52,6 +58,8 @@ def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
     oe = Session(str(small_animal / "recording")).recordnodes[0].recordings[0]
     uv = oe.continuous[0].get_samples(0, 40 * 500)
     names = oe.continuous[0].metadata.channel_names
+    stream = RecordingSource(small_animal / "recording").file_reader_stream_name  # as the GUI's File Reader names it
+    assert stream.endswith(".ProbeA-AP")
     first = m["first_sample_number"]
     data = [x for x in msgs if x[0] == b"DATA\x00"]
     for k, (_env, header, payload) in enumerate(data[: 16 * 40]):
@@ -63,7 +71,7 @@ def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
             f'  "message_num": {num},\r\n'
             '  "type": "data",\r\n'
             '  "content": {\r\n'
-            '    "stream": "ProbeA-AP",\r\n'
+            f'    "stream": "{stream}",\r\n'
             f'    "channel_num": {ch},\r\n'
             f'    "channel_name": "{names[ch]}",\r\n'  # current plugin builds always send it
             '    "num_samples": 500,\r\n'
@@ -91,7 +99,7 @@ def test_replayer_is_byte_exact_and_payloads_equal_the_recording(small_animal):
 
 def test_ttl_events_come_before_their_blocks_data(small_animal):
     port = free_port_pair()
-    r = Replayer(small_animal / "recording", port, speed=None, wait_for_heartbeat_s=5)
+    r = Replayer(small_animal / "recording", port, speed=None, wait_for_heartbeat_s=5, send_hwm=0)
     _, msgs = _collect(r, port, 16 * 600)
     for i, x in enumerate(msgs):
         if x[0] == b"EVENT\x00":
@@ -119,7 +127,13 @@ def test_preloaded_replay_sends_the_same_messages(small_animal):
     for preload in (False, True):
         port = free_port_pair()
         r = Replayer(
-            small_animal / "recording", port, speed=None, block_samples=500, wait_for_heartbeat_s=5, preload=preload
+            small_animal / "recording",
+            port,
+            speed=None,
+            block_samples=500,
+            wait_for_heartbeat_s=5,
+            preload=preload,
+            send_hwm=0,
         )
         _, msgs = _collect(r, port, 16 * 30)
         runs.append([[f[0], re.sub(rb'"timestamp": \d+', b"", f[1]), f[2]] for f in msgs])
