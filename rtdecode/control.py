@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 
 COMMANDS = ("status", "stop")
-#: Larger requests are refused unread (the REP socket's ``MAXMSGSIZE`` drops bigger ones earlier).
+#: Larger requests are answered with an error naming this limit (a real request is ~20 bytes).
 MAX_REQUEST_BYTES = 4096
+#: The REP socket's ``MAXMSGSIZE``: what libzmq reads at all. Beyond it a message cannot be answered
+#: (libzmq drops the connection), so it sits far above any request a client could mean to send.
+MAX_RECEIVED_BYTES = 1 << 20
 EXPECTED = 'expected one frame of JSON {"cmd": "status"} or {"cmd": "stop"}'
 
 

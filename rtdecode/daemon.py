@@ -36,7 +36,7 @@ import numpy as np
 import zmq
 
 from rtdecode.config import RigConfig
-from rtdecode.control import MAX_REQUEST_BYTES, parse_request
+from rtdecode.control import MAX_RECEIVED_BYTES, parse_request
 from rtdecode.curve import load_keys, make_server, start_authenticator
 from rtdecode.parameters import default
 from rtdecode.pipeline import LATENCY_STAGES, Decision, OnlinePipeline
@@ -434,7 +434,7 @@ class Daemon:
         o = self.cfg.outputs
         rep = self.ctx.socket(zmq.REP)
         rep.setsockopt(zmq.LINGER, 0)
-        rep.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        rep.setsockopt(zmq.MAXMSGSIZE, MAX_RECEIVED_BYTES)  # an oversized request still gets its error
         if self.curve_keys is not None:
             make_server(rep, self.curve_keys)
         try:

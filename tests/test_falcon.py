@@ -1,6 +1,8 @@
 """Falcon Output as a second input protocol: the wire format both ways, continuity and TTL edges,
 and the whole daemon served by a replayer that publishes as the plugin does."""
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -127,7 +129,7 @@ def test_lost_duplicate_restarted_and_foreign_blocks_are_named():
     ):
         block, _, an = feed(sample=40, mid=5, **kw)
         assert block is None and [x.kind for x in an] == [kind]
-    assert a.last_message_id == 4  # refused messages touch no continuity
+    assert a.last_message_num == 4  # refused messages touch no continuity
     block, _, an = feed(sample=0, mid=1)
     assert block is not None and [x.kind for x in an] == ["restart"]
 
@@ -167,6 +169,30 @@ def test_a_lost_and_a_damaged_falcon_block_degrade_only_their_trials(bundle, pul
     assert sorted(onsets) == sorted(set(onsets)) and len(onsets) == len(ONSETS)
     degraded = [d for d in res.decisions if d["status"] != "ok"]
     assert 1 <= len(degraded) <= 4 and c["degraded"] == len(degraded)  # only trials overlapping the two blocks
+
+
+@pytest.mark.parametrize(
+    ("what", "counter"),
+    [
+        ("id", "strays"),  # message_id 10^6: once counted 999,000 lost and dropped every later block as a duplicate
+        ("sample", "strays"),  # the next message_id with an absurd sample_num: once a real block lost and a restart
+        ("stranger", "strays"),  # another publisher's message_id 1 mid-run
+        ("channel", "wrong_channel_count"),
+        ("rate", "wrong_sample_rate"),
+        ("stream", "wrong_stream"),
+        ("huge", "oversized"),
+    ],
+)
+def test_one_stray_falcon_message_degrades_nothing(bundle, pulsed_recording, tmp_path, what, counter):
+    res = _serve(bundle, pulsed_recording, tmp_path, "falcon-output", [Fault.parse(f"stray=60:{what}")])
+    c = res.status["counters"]
+    assert res.replay.faults_applied == {"stray": 1}
+    assert c[counter] == 1 and c["restarts"] == 0 and c["lost_messages"] == 0 and c["duplicates"] == 0
+    assert c["blocks"] == res.replay.blocks  # every real block taken
+    assert res.status["state"] == "stopped" and res.status["stream_unfit"] is None
+    assert [(d["onset_sample"], d["status"]) for d in res.decisions] == [(int(o), "ok") for o in ONSETS]
+    stop = json.loads(res.log_path.read_text().splitlines()[-1])
+    assert stop["event"] == "stop" and stop["onsets"]["undecided"] == 0
 
 
 @pytest.mark.parametrize("lossless", [False, True])

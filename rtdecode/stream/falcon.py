@@ -55,6 +55,15 @@ class FalconMessage:
     message_id: int
     sample_rate: int
 
+    # the names the ZMQ Interface's messages use, so one StrayGate judges both protocols
+    @property
+    def message_num(self) -> int:
+        return self.message_id
+
+    @property
+    def num_samples(self) -> int:
+        return self.n_samples
+
 
 def serialise_continuous_data(
     samples: np.ndarray,

@@ -6,6 +6,10 @@ the same way, with the same counter and anomaly names, so the daemon treats both
 
 - messages that are not ours (another stream, rate or channel count, more samples than a block can
   hold) are refused before they touch continuity;
+- what would change the timeline passes the receiver's :class:`~rtdecode.stream.gate.StrayGate`
+  first, as for the ZMQ Interface (this class offers it the same view: ``is_ours``,
+  ``last_message_num``, ``current_sample``, ``expected_sample``), so one stray message never
+  starts a new timeline;
 - ``message_id`` continuity: a jump = blocks lost (their span is an anomaly), a repeat or step back
   = duplicate (dropped), back to 1 = acquisition restarted;
 - ``sample_num`` continuity: each block starts where the previous one ended (a gap, or a restart
@@ -37,11 +41,23 @@ class FalconAssembler:
         self.stream_name = stream_name
         self.sample_rate = float(sample_rate)
         self.max_block = int(max_block)
-        self.last_message_id: int | None = None
+        self.last_message_num: int | None = None
         self.expected_sample: int | None = None
         self.last_code = 0
         self.counters = dict.fromkeys(STREAM_COUNTERS, 0)
         self.streams_seen: dict[str, dict] = {}
+
+    # -- the view the StrayGate judges continuity by (a Falcon message is a whole block) ------------
+    def is_ours(self, msg: FalconMessage) -> bool:
+        return (
+            stream_matches(self.stream_name, msg.stream)
+            and abs(msg.sample_rate - self.sample_rate) < 1.0
+            and msg.n_channels == self.n_channels
+            and msg.n_samples <= self.max_block
+        )
+
+    current_sample = None  # no block is ever half assembled
+    skipping_sample = None
 
     def _refuse(self, msg: FalconMessage) -> Anomaly | None:
         span = (msg.sample_num, msg.sample_num + msg.n_samples)
@@ -75,7 +91,7 @@ class FalconAssembler:
             return None, [], [refused]
         anomalies: list[Anomaly] = []
         self.counters["messages"] += 1
-        last, num = self.last_message_id, msg.message_id
+        last, num = self.last_message_num, msg.message_id
         if last is not None and num != last + 1:
             if num == 1:
                 self.counters["restarts"] += 1
@@ -100,7 +116,7 @@ class FalconAssembler:
                 self.counters["duplicates"] += 1
                 anomalies.append(Anomaly("duplicate", msg.sample_num, msg.sample_num, f"message_id {num} after {last}"))
                 return None, [], anomalies
-        self.last_message_id = num
+        self.last_message_num = num
         gap_reported = any(a.kind == "message_gap" for a in anomalies)  # lost blocks already cover it
         if check_sample_continuity(self.counters, self.expected_sample, msg.sample_num, anomalies, gap_reported):
             self.last_code = 0

@@ -14,19 +14,27 @@ next message says what it was:
 - neither: the suspect is taken as real and the next message is judged afresh.
 
 Only what the assembler would otherwise have taken as a change of timeline waits, and only for one
-message (tens of microseconds on a rig).
+message (tens of microseconds on a rig; one block, 23 ms, for Falcon Output, whose messages are
+whole blocks -- only when a message does not continue the stream).
+
+The gate judges both protocols: it reads the assembler's view of the stream (``is_ours``,
+``last_message_num``, ``current_sample``, ``expected_sample``, ``skipping_sample``, ``counters``)
+and the messages' ``message_num``/``sample_num``/``num_samples``, which the ZMQ Interface's data
+messages and Falcon Output's blocks both have (a TTL message carries no samples).
 """
 
 from __future__ import annotations
 
 from rtdecode.stream.assembler import BlockAssembler
+from rtdecode.stream.falcon import FalconMessage
+from rtdecode.stream.falcon_assembler import FalconAssembler
 from rtdecode.stream.protocol import DataMessage, TtlMessage
 
-Message = DataMessage | TtlMessage
+Message = DataMessage | TtlMessage | FalconMessage
 
 
 class StrayGate:
-    def __init__(self, assembler: BlockAssembler) -> None:
+    def __init__(self, assembler: BlockAssembler | FalconAssembler) -> None:
         self.a = assembler
         self.suspect: Message | None = None
         self.counters = {"strays": 0, "reordered": 0}

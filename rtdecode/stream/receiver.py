@@ -94,12 +94,12 @@ class Receiver:
         self.assembler = BlockAssembler(
             spec.channel_count, spec.stream_name, spec.sample_rate, channel_numbers=spec.channel_numbers
         )
-        self.gate = StrayGate(self.assembler)
         self.falcon = (
             FalconAssembler(spec.channel_count, spec.stream_name, spec.sample_rate)
             if spec.protocol == "falcon-output"
             else None
         )
+        self.gate = StrayGate(self.falcon or self.assembler)  # one gate for either protocol
         seen = (self.falcon or self.assembler).streams_seen
         self.fit = StreamFit(spec.channel_count, spec.sample_rate, seen)
         self.ring = BlockRing(spec.ring_name, spec.ring_slots, spec.slot_samples, spec.channel_count, create=False)
@@ -159,6 +159,10 @@ class Receiver:
             if self.counters["malformed"] <= MAX_LOGGED_MALFORMED:
                 self._log(f"warning: malformed message ignored: {err}")
             return
+        for m in self.gate.admit(msg):
+            self._assemble_falcon(m, now)
+
+    def _assemble_falcon(self, msg, now: int) -> None:
         block, ttls, anomalies = self.falcon.on_message(msg, now)
         verdict = self.fit.on_falcon(msg, anomalies, block is not None)
         if verdict is not None:
@@ -251,9 +255,8 @@ class Receiver:
                         break
         finally:
             now = time.monotonic_ns()
-            if self.falcon is None:
-                for m in self.gate.flush():
-                    self._assemble(m, now)
+            for m in self.gate.flush():
+                (self._assemble if self.falcon is None else self._assemble_falcon)(m, now)
             if self._lost is not None:
                 lost, self._lost = self._lost, None
                 self._send(lost)

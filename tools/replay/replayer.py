@@ -38,9 +38,10 @@ as the GUI does it: ``message_num`` starts again from 1, ``sample_num`` goes on)
 header with one thing wrong: ``channel`` (channel_num = the channel count), ``rate`` (25 kHz),
 ``stream`` (another stream's name), ``sample`` (an absurd sample_num, with K's own message_num,
 as an injected message would carry), ``stranger`` (another publisher's message_num 1) or ``huge``
-(1 M samples in one message). Falcon Output takes ``drop``, ``duplicate``, ``reorder``, ``truncate``,
-``corrupt`` (the table's root offset overwritten), ``restart`` and ``stall``, with ``K`` counting
-blocks.
+(1 M samples in one message). Falcon Output takes all of them, with ``K`` counting blocks: ``corrupt``
+overwrites the table's root offset, and a stray is a copy of block K with the one thing wrong (its
+``message_id`` for ``sample``; 1 for ``stranger``); ``id`` (Falcon only) carries an absurd
+``message_id`` (10^6) and K's samples.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ import numpy as np
 import zmq
 
 from rtdecode.errors import RecordingError
-from rtdecode.stream.falcon import FALCON_TTL_LINES, serialise_continuous_data
+from rtdecode.stream.falcon import FALCON_TTL_LINES, parse_continuous_data, serialise_continuous_data
 from rtdecode.stream.protocol import EVENT_ENVELOPE, BlockFramer, ttl_frames
 from rtdecode.stream.recording import RecordingSource
 
@@ -66,7 +67,7 @@ PLUGIN_SEND_HWM = 1000
 CLOSE_LINGER_MS = 30_000
 LOSSLESS_LINGER_MS = 600_000
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall", "stray")
-STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger", "huge")
+STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger", "huge", "id")
 PROTOCOLS = ("zmq-interface", "falcon-output")
 ORIGINS = ("recording", "zero")
 
@@ -160,8 +161,8 @@ class Replayer:
             raise ValueError("preload renders every message before sending; it cannot inject faults")
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
-        if protocol == "falcon-output" and any(f.kind == "stray" for f in faults or []):
-            raise ValueError("stray faults are ZMQ Interface messages; Falcon Output takes the others")
+        if protocol != "falcon-output" and any(f.kind == "stray" and f.what == "id" for f in faults or []):
+            raise ValueError("stray=K:id is a Falcon Output message (message_id); the ZMQ Interface's is 'stranger'")
         self.protocol = protocol
         self.source = RecordingSource(recording_dir)
         self.variable_blocks = variable_blocks
@@ -320,6 +321,8 @@ class Replayer:
 
     def _stray(self, frames: list[bytes], what: str) -> list[bytes]:
         """A copy of ``frames`` (a DATA or EVENT message) with one thing wrong (see ``stray=K:WHAT``)."""
+        if len(frames) == 1:
+            return [self._falcon_stray(frames[0], what)]
         header = json.loads(frames[1])
         content = header["content"]
         if what == "channel":
@@ -341,6 +344,28 @@ class Replayer:
             header["data_size"] = 4
             return [b"DATA\x00", json.dumps(header).encode(), np.zeros(1, "<f4").tobytes()]
         return [frames[0], json.dumps(header).encode(), frames[2]]
+
+    def _falcon_stray(self, frame: bytes, what: str) -> bytes:
+        """A copy of one Falcon Output block with one thing wrong."""
+        m = parse_continuous_data(frame)
+        samples, codes = np.array(m.samples), np.array(m.event_codes)
+        fields = dict(stream=m.stream, sample_num=m.sample_num, message_id=m.message_id, sample_rate=m.sample_rate)
+        if what == "channel":
+            samples = np.vstack([samples, samples[:1]])  # one channel more than the rig's
+        elif what == "rate":
+            fields["sample_rate"] = 25000
+        elif what == "stream":
+            fields["stream"] = "Stranger-AP"
+        elif what == "sample":
+            fields["sample_num"] = m.sample_num + 10**12
+        elif what == "stranger":
+            fields["message_id"] = 1
+        elif what == "id":
+            fields["message_id"] = 10**6
+        elif what == "huge":
+            samples = np.zeros((samples.shape[0], 1 << 17), np.float32)
+            codes = np.zeros(1 << 17, np.uint16)
+        return serialise_continuous_data(samples, codes, **fields)
 
     def _send_rendered(self, pub, rendered: _Rendered) -> None:
         """Send pre-rendered messages block by block, paced as ``_replay_once`` paces."""
