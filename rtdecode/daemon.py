@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import tempfile
 import threading
 import time
 import traceback
@@ -38,6 +39,8 @@ import zmq
 from rtdecode.config import RigConfig
 from rtdecode.control import MAX_RECEIVED_BYTES, parse_request
 from rtdecode.curve import load_keys, make_server, start_authenticator
+from rtdecode.decision_log import free_bytes
+from rtdecode.errors import RtdecodeError
 from rtdecode.parameters import default
 from rtdecode.pipeline import LATENCY_STAGES, Decision, OnlinePipeline
 from rtdecode.publish import DecisionPublisher
@@ -61,6 +64,10 @@ STAGES = tuple(LATENCY_STAGES)
 NOT_LOSSES = ("duplicate", "wrong_stream", "wrong_sample_rate", "wrong_channel_count", "oversized")
 #: The GUI's default block period (reference/openephys.md): the latency budget of one decision.
 GUI_BLOCK_MS = default("gui.block_ms")
+#: Below this, the decision log's file system gets a warning at start.
+LOW_DISK_BYTES = 64 << 20
+#: At stop, how long a failing decision log is given to take what it kept in memory.
+LOG_FLUSH_AT_STOP_S = 2.0
 
 
 class Daemon:
@@ -99,7 +106,16 @@ class Daemon:
             self.ctx,
             run_id=self.run_id,
             curve_server=self.curve_keys,
+            on_log_change=log,
         )
+        try:  # the start record, now: a log that cannot take it (full, /dev/full) refuses the run
+            self._log_start()
+        except RtdecodeError:
+            self.publisher.close()
+            if self.authenticator is not None:
+                self.authenticator.stop()
+            self.ctx.term()
+            raise
         self.network_events = None
         if o.network_events is not None:
             from rtdecode.network_events import NetworkEventsSender
@@ -147,7 +163,13 @@ class Daemon:
                 "decisions will lag by that much (a GPU backend or a smaller bundle image size would not)"
             )
 
-    def start(self) -> None:
+    def _log_start(self) -> None:
+        health = self.publisher.log_health() or {}
+        if health.get("repaired_bytes"):
+            self.log(
+                f"note: the decision log {self.log_path} ended in a torn line ({health['repaired_bytes']} bytes, from "
+                "a run killed mid-write); it was cut off so every line parses"
+            )
         self.publisher.log_event(
             {
                 "event": "start",
@@ -157,8 +179,18 @@ class Daemon:
                 "bundle_files": self.bundle.manifest.files,
                 "backend": self.backend.device,
                 "config": self.cfg.model_dump(mode="json"),
-            }
+                "repaired_bytes": health.get("repaired_bytes", 0),
+            },
+            strict=True,
         )
+        free = free_bytes(self.log_path)
+        if free is not None and free < LOW_DISK_BYTES:
+            self.log(
+                f"warning: only {free / 2**20:.0f} MiB free for the decision log {self.log_path}; decisions are "
+                "still published when it fills, and kept in memory until it can be written"
+            )
+
+    def start(self) -> None:
         self.receiver.start()  # it boots while the pipeline warms up
         self.warmup()
         self.publisher.log_event({"event": "warmup", "inference_ms_median": self.warmup_inference_ms})
@@ -206,27 +238,28 @@ class Daemon:
             self._publish(decision)
         if self.state != "failed":
             self.state = "stopped"
-        self.publisher.log_event(
-            {
-                "event": "stop",
-                "run_id": self.run_id,
-                "time": time.time(),
-                "state": self.state,
-                "failure": self.failure,
-                "onsets": {
-                    "seen": self.pipeline.counters()["onsets"],
-                    "decided": self.counters["decisions"],
-                    "degraded": self.counters["degraded"],
-                    "undecided": self.pipeline.pending_onsets,
-                },
-                "stream_s": {
-                    "received": self.receiver_counters.samples_received / self.cfg.stream.sample_rate,
-                    "processed": self.pipeline.samples_processed / self.cfg.stream.sample_rate,
-                },
-                "status": self.status(),
-            }
-        )
+        self.publisher.flush_log(wait_s=LOG_FLUSH_AT_STOP_S)  # what a failing log kept, if it takes it now
+        stop_record = {
+            "event": "stop",
+            "run_id": self.run_id,
+            "time": time.time(),
+            "state": self.state,
+            "failure": self.failure,
+            "onsets": {
+                "seen": self.pipeline.counters()["onsets"],
+                "decided": self.counters["decisions"],
+                "degraded": self.counters["degraded"],
+                "undecided": self.pipeline.pending_onsets,
+            },
+            "stream_s": {
+                "received": self.receiver_counters.samples_received / self.cfg.stream.sample_rate,
+                "processed": self.pipeline.samples_processed / self.cfg.stream.sample_rate,
+            },
+            "status": self.status(),
+        }
+        self.publisher.log_event(stop_record)
         self.publisher.close()
+        self._account_unlogged(stop_record)
         self.receiver.close()
         if self._inject is not None:
             self._inject.close()
@@ -235,6 +268,29 @@ class Daemon:
         if self.authenticator is not None:
             self.authenticator.stop()
         self.ctx.term()
+
+    def _account_unlogged(self, stop_record: dict) -> None:
+        """The log could not take everything (a disk that stayed full): say what is missing, and put
+        the stop record where it can be written -- next to the log's folder in the temp dir, or on
+        the console -- never a traceback."""
+        health = self.publisher.log_health()
+        if not health or not health["unlogged"] and not health["dropped"]:
+            return
+        lost = health["unlogged"] + health["dropped"] - 1  # the stop record is the last one kept
+        where = Path(tempfile.gettempdir()) / f"rtdecode-stop-{self.run_id}.json"
+        try:
+            where.write_text(json.dumps(stop_record) + "\n")
+        except OSError as err:
+            self.log(
+                f"error: the decision log {self.log_path} is missing its last {lost} record(s) and the stop record "
+                f"({health['error']}), which could not be written to {where} either ({err.strerror or err}); it is:\n"
+                + json.dumps(stop_record)
+            )
+            return
+        self.log(
+            f"error: the decision log {self.log_path} is missing its last {lost} record(s) and the stop record "
+            f"({health['error']}; every decision was published); the stop record is in {where}"
+        )
 
     # -- worker ----------------------------------------------------------------------------------
     def inject(self, item: WorkerItem) -> None:
@@ -254,6 +310,7 @@ class Daemon:
                 stopping_since = time.monotonic()
             event = rp.poll(100)
             self._check_silence()
+            self.publisher.retry_log()
             if event is None:
                 if stopping_since is not None:
                     if self.receiver_counters.final or not rp.alive or time.monotonic() - stopping_since > 10:
@@ -519,6 +576,7 @@ class Daemon:
             "receiver": self._receiver_status(received_s),
             "streams_on_offer": self.receiver_counters.streams or {},
             "decision_log": str(self.log_path),
+            "decision_log_health": self.publisher.log_health(),
             "run_id": self.run_id,
             "stream_unfit": self.last_unfit_reason,
         }

@@ -1,15 +1,18 @@
 """Decisions out: a PUB socket (topic ``decision``) and an append-only JSON Lines log.
 
 One message per closed trial, published first (the hot path) and then appended to the log,
-flushed per trial, so a crash loses nothing already decided. Every decision carries its run's
-``run_id`` (also in the log's ``start`` and ``stop`` records); sequence numbers start at 1 in each
-run and never skip, so a client can detect drops, and a restarted daemon by its new ``run_id``.
+handed to the OS per trial, so a crash loses nothing already decided. A log that stops taking
+writes (a full disk) never stops the publishing: see :class:`~rtdecode.decision_log.DecisionLog`.
+Every decision carries its run's ``run_id`` (also in the log's ``start`` and ``stop`` records);
+sequence numbers start at 1 in each run and never skip, so a client can detect drops, and a
+restarted daemon by its new ``run_id``.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -29,9 +32,11 @@ class DecisionPublisher:
         context: zmq.Context | None = None,
         run_id: str = "",
         curve_server: CurveKeys | None = None,
+        on_log_change: Callable[[str], None] | None = None,
     ) -> None:
         self.log_path = Path(log_path) if log_path else None
-        self._log = DecisionLog(self.log_path) if self.log_path else None  # a bad path fails before binding
+        # a bad path fails before binding; past its start the log never raises (see DecisionLog)
+        self._log = DecisionLog(self.log_path, tolerant=True, on_change=on_log_change) if self.log_path else None
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.PUB)
         if curve_server is not None:
@@ -63,10 +68,23 @@ class DecisionPublisher:
             self._log.write_line(line)
         return decision
 
-    def log_event(self, event: dict) -> None:
-        """Non-decision records (start, stop, provenance) go to the log only."""
+    def log_event(self, event: dict, strict: bool = False) -> None:
+        """Non-decision records (start, stop, provenance) go to the log only. ``strict``: a log that
+        cannot take it raises :class:`RtdecodeError` (the start record: the daemon refuses to run)."""
         if self._log:
-            self._log.write(event)
+            self._log.write(event, strict)
+
+    def retry_log(self) -> None:
+        """Write what a failing log kept in memory, if it can take it now (cheap when nothing is kept)."""
+        if self._log and self._log.unlogged:
+            self._log.retry()
+
+    def flush_log(self, wait_s: float = 0.0) -> None:
+        if self._log:
+            self._log.flush(wait_s)
+
+    def log_health(self) -> dict | None:
+        return self._log.health() if self._log else None
 
     def close(self) -> None:
         if self._log:

@@ -6,9 +6,13 @@ decision per onset, and the counters that name what happened.
 
 import json
 import math
+import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -526,3 +530,103 @@ def test_a_huge_message_is_bounded_before_allocation(bundle, short_recording, tm
     _assert_every_onset_decided_once(res, log)
     assert c["oversized"] == 1 and c["internal_errors"] == 0
     assert [d["status"] for d in res.decisions] == ["ok"] * len(ONSETS)
+
+
+def test_a_log_that_cannot_be_written_refuses_the_run_at_start(bundle, tmp_path):
+    from rtdecode.errors import RtdecodeError
+    from rtdecode.stream.ring import SHM_DIR
+
+    before = set(SHM_DIR.glob("rtdecode-ring-*"))
+    with pytest.raises(RtdecodeError, match=r"cannot write the decision log /dev/full: No space left on device"):
+        Daemon(rig(16, tmp_path), bundle, "/dev/full", log=lambda *_: None)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(RtdecodeError, match=r"cannot open the decision log .*a-file/d\.jsonl"):
+        Daemon(rig(16, tmp_path), bundle, tmp_path / "a-file" / "d.jsonl", log=lambda *_: None)
+    assert set(SHM_DIR.glob("rtdecode-ring-*")) == before  # nothing left behind
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (root only: CI runs as root) that a test can fill and empty again."""
+    path = tmp_path / "small"
+    path.mkdir()
+    cmd = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(path)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({res.stderr.strip() or res.returncode}); needs root")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _fill(disk) -> None:
+    """Write zeros until the file system says it is full."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("space_comes_back", [True, False])
+def test_a_log_on_a_disk_that_fills_mid_run_never_stops_the_decisions(
+    bundle, short_recording, tmp_path, small_disk, space_comes_back
+):
+    from rtdecode.replay.replayer import Replayer
+
+    cfg = rig(16, tmp_path)
+    log_path = small_disk / "d.jsonl"
+    said: list[str] = []
+    d = Daemon(cfg, bundle, log_path, log=said.append)
+    d.start()
+    client = DecisionClient(f"tcp://127.0.0.1:{cfg.outputs.decision_port}")
+    time.sleep(0.3)  # the client's SUB connects before anything is published
+    rep = Replayer(short_recording, cfg.stream.data_port, speed=2.0, wait_for_heartbeat_s=10)
+    th = threading.Thread(target=rep.run)
+    th.start()
+    published, health = [], []
+    filled = emptied = False
+    try:
+        deadline = time.monotonic() + 60
+        while (th.is_alive() or len(published) < len(ONSETS)) and time.monotonic() < deadline:
+            if (m := client.poll(50)) is not None:
+                published.append(m)
+            if not filled and len(published) >= 3:
+                _fill(small_disk)  # the disk fills mid-run
+                filled = True
+            h = d.status()["decision_log_health"]
+            health.append(h)
+            if space_comes_back and filled and not emptied and h["unlogged"] >= 3:
+                (small_disk / "filler").unlink()  # space comes back
+                emptied = True
+    finally:
+        rep.stop()
+        th.join()
+        d.stop()
+        d.wait()
+        while (m := client.poll(300)) is not None:
+            published.append(m)
+        client.close()
+    assert [m["onset_sample"] for m in published] == [int(o) for o in ONSETS]  # every onset published, once
+    assert max(h["unlogged"] for h in health) >= 3 and all(h["failures"] <= 1 for h in health)
+    assert len([s for s in said if "cannot be written (No space left on device)" in s]) == 1  # said once
+    assert not [s for s in said if "Traceback" in s]
+    records = [json.loads(x) for x in log_path.read_text().splitlines()]  # every line parses: none torn
+    logged = [r["seq"] for r in records if "seq" in r]
+    assert logged == sorted(set(logged))  # in order, none twice
+    if space_comes_back:
+        assert logged == list(range(1, len(ONSETS) + 1))  # the ones kept in memory written late, in order
+        stop = records[-1]
+        assert stop["event"] == "stop" and stop["onsets"]["seen"] == stop["onsets"]["decided"] == len(ONSETS)
+        assert stop["status"]["decision_log_health"]["error"] is None
+        assert len([s for s in said if "is written again" in s]) == 1
+    else:
+        assert len(logged) < len(ONSETS) and records[-1].get("event") != "stop"
+        where = Path(tempfile.gettempdir()) / f"rtdecode-stop-{d.run_id}.json"
+        stop = json.loads(where.read_text())
+        assert stop["onsets"]["decided"] == len(ONSETS) and stop["onsets"]["undecided"] == 0
+        missing = len(ONSETS) - len(logged)
+        assert any(f"missing its last {missing} record(s)" in s and str(where) in s for s in said), said[-3:]
+        where.unlink()
