@@ -57,6 +57,7 @@ from rtdecode.stream.items import (
     WorkerItem,
 )
 from rtdecode.stream.receiver_process import ReceiverProcess
+from rtdecode.stream.receiver_totals import ReceiverTotals
 
 STAGES = tuple(LATENCY_STAGES)
 #: Anomalies that lose no data of the stream: a repeated message, or a message that was not ours
@@ -66,6 +67,8 @@ NOT_LOSSES = ("duplicate", "wrong_stream", "wrong_sample_rate", "wrong_channel_c
 GUI_BLOCK_MS = default("gui.block_ms")
 #: Below this, the decision log's file system gets a warning at start.
 LOW_DISK_BYTES = 64 << 20
+#: Gaps said on the console (every one goes to the decision log).
+GAPS_SAID = 20
 #: At stop, how long a failing decision log is given to take what it kept in memory.
 LOG_FLUSH_AT_STOP_S = 2.0
 
@@ -96,7 +99,7 @@ class Daemon:
             log_path = Path(o.decision_log_dir) / f"decisions-{stamp}.jsonl"
         self.log_path = Path(log_path)
         self.run_id = uuid.uuid4().hex[:16]
-        self.receiver_counters = ReceiverCounters({}, 0, None, 0.0)
+        self.receiver_totals = ReceiverTotals()  # summed over replacements of the receiver process
         self.worker_lag_ms: list[float] = []  # block arrival in the receiver -> the worker takes it
         self.curve_keys = load_keys(o.curve_server_key) if o.curve else None
         self.authenticator = start_authenticator(self.ctx, o.curve_authorized_clients) if o.curve else None
@@ -248,13 +251,16 @@ class Daemon:
             "onsets": {
                 "seen": self.pipeline.counters()["onsets"],
                 "decided": self.counters["decisions"],
+                "ok": self.counters["decisions"] - self.counters["degraded"],
                 "degraded": self.counters["degraded"],
                 "undecided": self.pipeline.pending_onsets,
             },
             "stream_s": {
-                "received": self.receiver_counters.samples_received / self.cfg.stream.sample_rate,
+                "received": self.receiver_totals.samples_received / self.cfg.stream.sample_rate,
                 "processed": self.pipeline.samples_processed / self.cfg.stream.sample_rate,
+                "lost": self.pipeline.gaps.lost_s,
             },
+            "gaps": self.pipeline.gaps.summary(),
             "status": self.status(),
         }
         self.publisher.log_event(stop_record)
@@ -313,12 +319,16 @@ class Daemon:
             self.publisher.retry_log()
             if event is None:
                 if stopping_since is not None:
-                    if self.receiver_counters.final or not rp.alive or time.monotonic() - stopping_since > 10:
+                    if self.receiver_totals.final or not rp.alive or time.monotonic() - stopping_since > 10:
                         return
                 elif not rp.alive:
                     code = rp.proc.returncode
                     self.counters["receiver_restarts"] += 1
-                    self.log(f"error: the receiver process exited ({code}); starting a new one")
+                    self.log(
+                        f"error: the receiver process exited ({code}); starting a new one (the stream it "
+                        "misses is logged as a gap)"
+                    )
+                    self.pipeline.expect_gap("receiver replaced")
                     rp.restart()
                 continue
             self._on_event(event)
@@ -380,7 +390,7 @@ class Daemon:
         if isinstance(event, ReceiverReady):  # a replacement receiver process is up
             return
         if isinstance(event, ReceiverCounters):
-            self.receiver_counters = event
+            self.receiver_totals.update(event)
             return
         if isinstance(event, LogItem):
             self.log(event.text)
@@ -408,6 +418,22 @@ class Daemon:
             if isinstance(event, RingBlockItem):
                 self.receiver.ring.release(event.seq)
         self.busy_ns += time.monotonic_ns() - t0
+        self._log_gaps()
+
+    def _log_gaps(self) -> None:
+        """Each span of stream not seen whole goes to the log once, with its sample range and cause
+        (and to the console, the first :data:`GAPS_SAID` of them)."""
+        ledger = self.pipeline.gaps
+        for gap in ledger.take_new():
+            self.publisher.log_event({"event": "gap", "run_id": self.run_id, **gap.record()})
+            if ledger.count > GAPS_SAID:
+                continue
+            missing = "; stimulus onsets in it may be missing" if gap.onsets_may_be_missing else ""
+            self.log(
+                f"warning: {gap.seconds:.3f} s of stream not seen whole (samples {gap.start_sample}-{gap.end_sample}, "
+                f"segment {gap.segment}): {gap.cause}{missing}"
+                + (f"; further gaps go to the log {self.log_path} only" if ledger.count == GAPS_SAID else "")
+            )
 
     def _handle(self, item: WorkerItem) -> list[Decision]:
         p = self.pipeline
@@ -535,7 +561,8 @@ class Daemon:
     def status(self) -> dict:
         fs = self.cfg.stream.sample_rate
         stream_s = self.pipeline.samples_processed / fs
-        rc = self.receiver_counters
+        rc = self.receiver_totals
+        rc_counters = rc.counters
         received_s = rc.samples_received / fs
         pct = {}
         for stage, values in self.latencies.items():
@@ -559,10 +586,10 @@ class Daemon:
             "counters": {
                 "malformed": 0,
                 "overruns": 0,
-                **rc.counters,
+                **rc_counters,
                 **self.pipeline.counters(),
                 **self.counters,
-                "internal_errors": self.counters["internal_errors"] + rc.counters.get("internal_errors", 0),
+                "internal_errors": self.counters["internal_errors"] + rc_counters.get("internal_errors", 0),
             },
             "latency": pct,
             "image_scale": self.pipeline.image_scale,
@@ -574,7 +601,8 @@ class Daemon:
                 "realtime_factor": stream_s / (self.busy_ns / 1e9) if self.busy_ns else None,
             },
             "receiver": self._receiver_status(received_s),
-            "streams_on_offer": self.receiver_counters.streams or {},
+            "streams_on_offer": rc.streams,
+            "gaps": {**self.pipeline.gaps.summary(), "recent": [g.record() for g in self.pipeline.gaps.recent[-10:]]},
             "decision_log": str(self.log_path),
             "decision_log_health": self.publisher.log_health(),
             "run_id": self.run_id,
@@ -582,7 +610,8 @@ class Daemon:
         }
 
     def _receiver_status(self, received_s: float) -> dict:
-        rp, rc = self.receiver, self.receiver_counters
+        rp, rc = self.receiver, self.receiver_totals
+        rc_counters = rc.counters
         lag = np.asarray(self.worker_lag_ms[-10000:]) if self.worker_lag_ms else None
         return {
             "pid": rp.pid,
@@ -590,8 +619,8 @@ class Daemon:
             "restarts": rp.restarts,
             "ring_slots": rp.ring.slots,
             "ring_fill": rp.ring.fill if rp.ring.header is not None else 0,
-            "ring_high_water": rc.counters.get("ring_high_water", 0),
-            "overruns": rc.counters.get("overruns", 0),
+            "ring_high_water": rc_counters.get("ring_high_water", 0),
+            "overruns": rc_counters.get("overruns", 0),
             "cpu_s": rc.cpu_s,
             "cpu_per_stream_s": rc.cpu_s / received_s if received_s else None,
             "lag_ms": None

@@ -22,6 +22,7 @@ import numpy as np
 
 from rtdecode.bundle import Bundle, BundleError
 from rtdecode.config import RigConfig, SortingConfig, parse_rig_config
+from rtdecode.gaps import GapLedger
 from rtdecode.inference.base import Backend
 from rtdecode.inference.select import make_backend
 from rtdecode.sorting.matcher import TemplateMatcher
@@ -206,6 +207,8 @@ class OnlinePipeline:
         self.segment = 1
         self._onset_index: dict[int, tuple[int, int | None, int]] = {}  # onset -> (segment, first sample, index)
         self._onsets_in_segment = 0
+        self.gaps = GapLedger(m.sample_rate)
+        self._next_gap_cause = "data gap"
 
     @classmethod
     def open(cls, bundle_path: str | Path, cfg: RigConfig, backend: Backend | None = None, log=print) -> OnlinePipeline:
@@ -245,8 +248,14 @@ class OnlinePipeline:
 
     def on_lost(self, start: int, end: int, reason: str) -> None:
         """Samples ``[start, end)`` were not seen whole (lost messages, a gap, an overrun): trials
-        overlapping them are decided ``degraded: <reason>``."""
+        overlapping them are decided ``degraded: <reason>``; the span is counted in :attr:`gaps`."""
         self.tracker.on_anomaly(start, end, reason)
+        # lost messages: the span reaches the (received) message that revealed them, for its events
+        self.gaps.add(start, end, reason, end - 1 if reason == "message gap" else end)
+
+    def expect_gap(self, cause: str) -> None:
+        """The next jump in sample numbers has a known cause (e.g. the receiver process was replaced)."""
+        self._next_gap_cause = cause
 
     def on_restart(self, arrival_ns: int, reason: str = "acquisition restarted") -> list[Decision]:
         """Acquisition restarted (sample numbers start again): pending trials belong to the finished
@@ -255,6 +264,7 @@ class OnlinePipeline:
         self.stream_start = None
         out = [self._decide(t, arrival_ns, arrival_ns) for t in self.tracker.on_restart(reason)]
         self.segment += 1
+        self.gaps.new_segment(self.segment)
         self._onsets_in_segment = 0
         self._onset_index.clear()
         return out
@@ -268,7 +278,10 @@ class OnlinePipeline:
                 self._onset_index[onset] = (seg, first_sample, k)
         elif sorter.buf_start is not None and first_sample != sorter.buf_start + sorter.n:
             # a gap: the sorter restarts, and its left margin after the gap is unsorted
-            self.tracker.on_anomaly(sorter.buf_start + sorter.n, first_sample + sorter.left, "data gap")
+            expected, cause = sorter.buf_start + sorter.n, self._next_gap_cause
+            self.tracker.on_anomaly(expected, first_sample + sorter.left, cause)
+            self.gaps.add(expected, first_sample, cause)
+        self._next_gap_cause = "data gap"
         spikes, units = sorter.process(data, first_sample)
         t_sorted = time.monotonic_ns()
         self.samples_processed += len(data)

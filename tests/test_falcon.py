@@ -225,7 +225,7 @@ def test_a_full_ring_drops_and_degrades_on_a_rig_and_waits_when_lossless(bundle,
     th.join()
     deadline = time.monotonic() + 60
     while d.pipeline.samples_processed + 0 < rep.stats.samples and time.monotonic() < deadline:
-        if not lossless and d.receiver_counters.samples_received >= rep.stats.samples and d.receiver.ring.fill == 0:
+        if not lossless and d.receiver_totals.samples_received >= rep.stats.samples and d.receiver.ring.fill == 0:
             break
         time.sleep(0.1)
     time.sleep(0.5)

@@ -7,6 +7,7 @@ decision per onset, and the counters that name what happened.
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,28 @@ def short_recording(tmp_path_factory):
     w.add_ttl(ONSETS, 0, np.ones(len(ONSETS), dtype=int))
     w.close()
     return path
+
+
+def assert_every_onset_accounted_for(records: list[dict], onsets, stream_s: float) -> None:
+    """The log against the recording's stimulus log: every onset decided once, or missing inside a
+    logged gap that says onsets in it may be missing; the stop record's totals add up."""
+    decided = [r["onset_sample"] for r in records if "seq" in r]
+    assert len(decided) == len(set(decided)), "an onset decided twice"
+    gaps = [r for r in records if r.get("event") == "gap"]
+    for onset in sorted(set(int(o) for o in onsets) - set(decided)):
+        assert any(g["onsets_may_be_missing"] and g["start_sample"] <= onset < g["end_sample"] for g in gaps), (
+            f"onset {onset} neither decided nor inside a logged gap: {gaps}"
+        )
+    stop = records[-1]
+    assert stop["event"] == "stop"
+    o = stop["onsets"]
+    assert o["seen"] == o["decided"] == len(decided) and o["undecided"] == 0
+    assert o["decided"] == o["ok"] + o["degraded"] == len(decided)
+    assert o["degraded"] == len([r for r in records if "seq" in r and r["status"] != "ok"])
+    s = stop["stream_s"]
+    assert s["lost"] == pytest.approx(sum(g["seconds"] for g in gaps), abs=1e-5)
+    assert stop["gaps"]["count"] == len(gaps)
+    assert s["processed"] + s["lost"] == pytest.approx(stream_s, abs=1e-5)  # every sample seen or in a gap
 
 
 def _serve(bundle, recording, tmp_path, faults=(), speed=2.0):
@@ -630,3 +653,58 @@ def test_a_log_on_a_disk_that_fills_mid_run_never_stops_the_decisions(
         missing = len(ONSETS) - len(logged)
         assert any(f"missing its last {missing} record(s)" in s and str(where) in s for s in said), said[-3:]
         where.unlink()
+
+
+LONG_S = 40.0
+LONG_ONSETS = np.arange(int(0.5 * FS), int((LONG_S - 0.5) * FS), int(0.3 * FS))  # 130 onsets
+
+
+@pytest.fixture(scope="module")
+def long_recording(tmp_path_factory):
+    """40 s of the short recording's kind: long enough that a stalled receiver makes the publisher drop."""
+    path = tmp_path_factory.mktemp("long") / "rec"
+    rng = np.random.default_rng(6)
+    w = BinaryRecordingWriter(path, FS, 16)
+    for _ in range(int(LONG_S / 5)):
+        w.append(rng.normal(0, 7, (int(5 * FS), 16)))
+    w.add_ttl(LONG_ONSETS, 0, np.ones(len(LONG_ONSETS), dtype=int))
+    w.close()
+    return path
+
+
+def test_a_receiver_stalled_until_the_upstream_drops_leaves_every_onset_accounted_for(bundle, long_recording, tmp_path):
+    """SIGSTOP the receiver process for 4 s while the stream runs at 8x: once the socket buffers fill,
+    the publisher (libzmq's PUB, as in the plugin) drops. The dropped span is logged with its samples
+    and cause, every onset outside it is decided, and the stop record's totals add up."""
+    from rtdecode.replay.replayer import Replayer
+
+    cfg = rig(16, tmp_path)
+    log = tmp_path / "d.jsonl"
+    said: list[str] = []
+    d = Daemon(cfg, bundle, log, log=said.append)
+    d.start()
+    rep = Replayer(long_recording, cfg.stream.data_port, speed=8.0, wait_for_heartbeat_s=10)
+    th = threading.Thread(target=rep.run)
+    th.start()
+    try:
+        deadline = time.monotonic() + 30
+        while d.pipeline.counters()["onsets"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pid = d.receiver.pid
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(4.0)  # 32 s of stream at 8x: more than the publisher and the socket buffers hold
+        os.kill(pid, signal.SIGCONT)
+        th.join()
+        time.sleep(1.0)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        rep.stop()
+        th.join()
+        d.stop()
+        d.wait()
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    gaps = [r for r in records if r.get("event") == "gap"]
+    assert any(g["cause"] == "message gap" and g["onsets_may_be_missing"] for g in gaps), gaps
+    assert_every_onset_accounted_for(records, LONG_ONSETS, stream_s=LONG_S)
+    assert d.receiver_totals.processes == 1 and records[-1]["status"]["counters"]["receiver_restarts"] == 0
+    assert any("message gap; stimulus onsets in it may be missing" in s for s in said)

@@ -156,7 +156,7 @@ def replay_through_daemon(
             if on_tick is not None:
                 on_tick()
             # still catching up (the receiver draining its socket, the worker its ring) is not idle
-            progress = (daemon.receiver_counters.samples_received, daemon.pipeline.samples_processed)
+            progress = (daemon.receiver_totals.samples_received, daemon.pipeline.samples_processed)
             if d is not None or progress != last_progress:
                 last_progress = progress
                 last_new = time.monotonic()

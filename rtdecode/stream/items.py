@@ -88,6 +88,7 @@ class ReceiverCounters:
     cpu_s: float
     final: bool = False
     streams: dict | None = None  # every stream on offer: name -> channels, sample rate, messages
+    pid: int = 0  # the process that counted (a replacement counts from zero: the daemon sums them)
 
 
 WorkerItem = BlockItem | RingBlockItem | TtlItem | AnomaliesItem | LostItem

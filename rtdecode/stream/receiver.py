@@ -130,7 +130,9 @@ class Receiver:
         counters = {**assembler.counters, **self.gate.counters, **self.counters}
         cpu = time.process_time() - self._cpu0
         streams = {k: dict(v) for k, v in assembler.streams_seen.items()}
-        self._send(ReceiverCounters(counters, self.samples_received, self.first_block_ns, cpu, final, streams))
+        self._send(
+            ReceiverCounters(counters, self.samples_received, self.first_block_ns, cpu, final, streams, os.getpid())
+        )
 
     # -- messages ----------------------------------------------------------------------------------
     def on_frames(self, frames: list[bytes], now: int) -> None:

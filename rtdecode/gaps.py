@@ -1,0 +1,104 @@
+"""Every span of stream the pipeline did not see whole: its sample range, its cause, what it costs.
+
+A span comes from the receiver (lost or out-of-order messages, an incomplete block, the ring full
+when the worker fell behind) or from the pipeline itself (the next block does not start where the
+last ended: the receiver process was replaced, or data went missing without a message number to
+show it). Spans are kept per segment and in stream order; a span that overlaps one already counted
+(the receiver and the pipeline both saw the same hole) counts only its new part, so the seconds
+lost add up.
+
+Where the stream's *events* travelled the same way as the lost samples (upstream drops, a replaced
+receiver), stimulus onsets inside the span may never have reached us: such a gap says so, and the
+daemon's log names it, so an onset missing from the decisions is explained. A ring overrun loses
+samples only (TTL events bypass the ring): its onsets are decided, degraded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+#: Causes whose span may have swallowed TTL events as well as samples.
+EVENTS_MAY_BE_LOST = frozenset({"message gap", "sample gap", "data gap", "receiver replaced"})
+
+#: Gaps kept in memory for ``status`` (their totals are kept regardless).
+KEEP_RECENT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    segment: int
+    start_sample: int
+    end_sample: int
+    cause: str
+    sample_rate: float
+    samples_lost: int  # samples of the span not seen (a span of lost events only has none)
+
+    @property
+    def seconds(self) -> float:
+        return self.samples_lost / self.sample_rate
+
+    @property
+    def onsets_may_be_missing(self) -> bool:
+        return self.cause in EVENTS_MAY_BE_LOST
+
+    def record(self) -> dict:
+        return {
+            "segment": self.segment,
+            "start_sample": self.start_sample,
+            "end_sample": self.end_sample,
+            "seconds": round(self.seconds, 6),
+            "cause": self.cause,
+            "onsets_may_be_missing": self.onsets_may_be_missing,
+        }
+
+
+class GapLedger:
+    def __init__(self, sample_rate: float) -> None:
+        self.sample_rate = float(sample_rate)
+        self.count = 0
+        self.samples_by_cause: Counter[str] = Counter()
+        self.recent: list[Gap] = []
+        self._new: list[Gap] = []
+        self._segment = 1
+        self._covered_until: int | None = None  # the end of the latest span counted in this segment
+
+    def new_segment(self, segment: int) -> None:
+        self._segment = segment
+        self._covered_until = None
+
+    def add(self, start: int, end: int, cause: str, data_end: int | None = None) -> Gap | None:
+        """Samples ``[start, end)`` were not seen whole; returns the gap counted (None: nothing new).
+        ``data_end`` (default ``end``): where the samples lost end, when the span reaches further to
+        cover events (lost messages end at the sample of the message that revealed them, which came)."""
+        start, end = int(start), int(end)
+        data_end = end if data_end is None else min(int(data_end), end)
+        if self._covered_until is not None:
+            start = max(start, self._covered_until)
+        if end <= start:
+            return None
+        gap = Gap(self._segment, start, end, cause, self.sample_rate, max(0, data_end - start))
+        self._covered_until = end if self._covered_until is None else max(self._covered_until, end)
+        self.count += 1
+        self.samples_by_cause[cause] += gap.samples_lost
+        self.recent = [*self.recent[-(KEEP_RECENT - 1) :], gap]
+        self._new.append(gap)
+        return gap
+
+    def take_new(self) -> list[Gap]:
+        """The gaps counted since the last call (the daemon logs each once)."""
+        new, self._new = self._new, []
+        return new
+
+    @property
+    def lost_s(self) -> float:
+        return sum(self.samples_by_cause.values()) / self.sample_rate
+
+    def summary(self) -> dict:
+        fs = self.sample_rate
+        return {
+            "count": self.count,
+            "lost_s": round(self.lost_s, 6),
+            "lost_s_by_cause": {c: round(n / fs, 6) for c, n in sorted(self.samples_by_cause.items())},
+            "onsets_may_be_missing": any(c in EVENTS_MAY_BE_LOST for c in self.samples_by_cause),
+        }
