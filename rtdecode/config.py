@@ -24,9 +24,10 @@ from rtdecode.errors import ConfigError
 from rtdecode.parameters import default, field
 
 Port = Annotated[int, Strict(), Field(ge=1024, le=65535, description="TCP port (1024-65535)")]
-#: A number that must be written as one: no ``true`` read as 1.0, no ``"32"`` read as 32.
-Num = Annotated[float, Strict()]
-Window = tuple[Num, Num]
+#: Milliseconds from onset, written as a number (no ``true`` read as 1.0, no ``"32"`` read as 32),
+#: finite (no inf, no NaN) and within a minute either side.
+Ms = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-60_000, le=60_000)]
+Window = tuple[Ms, Ms]
 
 LOOPBACK_NAMES = {"localhost"}
 

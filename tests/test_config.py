@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,9 @@ def test_defaults_filled_in():
         ("stream.heartbeat_port", 5599, "heartbeat_port must be data_port + 1 = 5557"),
         ("trials.ttl_line", -1, "trials.ttl_line = -1"),
         ("trials.response_window_ms", [250, 0], "response_window_ms must be [start, end) with end > start"),
+        ("trials.response_window_ms", [0, math.inf], "response_window_ms.1 = inf: Input should be a finite number"),
+        ("trials.baseline_window_ms", [math.nan, 0], "baseline_window_ms.0 = nan: Input should be a finite number"),
+        ("trials.response_window_ms", [0, 1e9], "response_window_ms.1 = 1000000000.0: Input should be less"),
         (
             "model.backend",
             "cuda",

@@ -100,6 +100,7 @@ def _assert_every_onset_decided_once(res, log):
         ("stray=5:stream", "wrong_stream"),
         ("stray=3000:sample", "strays"),  # mid-run, an absurd sample_num with the stream's own number
         ("stray=3000:stranger", "strays"),  # mid-run, another publisher's message_num 1
+        ("stray=3000:twin", "strays"),  # mid-run, the next message_num for another channel: the real one wins
     ],
 )
 def test_no_single_message_stops_the_daemon_or_poisons_later_trials(bundle, short_recording, tmp_path, fault, counter):

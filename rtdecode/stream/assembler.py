@@ -160,6 +160,19 @@ class BlockAssembler:
         """``sample_num`` of a block already reported incomplete, whose remaining channels are skipped."""
         return self._skip_sample
 
+    def fits_block(self, msg: DataMessage | TtlMessage) -> bool:
+        """``msg`` has the shape the block being assembled wants next: its next channel, as many
+        samples as its other channels (or channel 0 of a new block). A copy of a real message with
+        the real one's ``message_num`` but another channel or length is told apart by this."""
+        if isinstance(msg, TtlMessage) or msg.sample_num == self._skip_sample:
+            return True
+        col = self._column.get(msg.channel_num)
+        if col is None or msg.num_samples > self.max_block:
+            return True  # refused and counted by the assembler before it touches continuity
+        if self._cur_sample is None:
+            return col == 0
+        return col == self._next_channel and msg.num_samples == self._cur_n
+
     # -- message_num -------------------------------------------------------------------------
     def _check_message_num(self, num: int, anomalies: list[Anomaly], at_sample: int) -> bool:
         """False if the message must be ignored (duplicate / step back)."""

@@ -59,6 +59,10 @@ class FalconAssembler:
     current_sample = None  # no block is ever half assembled
     skipping_sample = None
 
+    def fits_block(self, msg: FalconMessage) -> bool:
+        """Every message is a whole block: its shape was checked by :meth:`is_ours`."""
+        return True
+
     def _refuse(self, msg: FalconMessage) -> Anomaly | None:
         span = (msg.sample_num, msg.sample_num + msg.n_samples)
         note_stream(self.streams_seen, msg.stream, msg.n_channels - 1, msg.sample_rate)

@@ -1,14 +1,16 @@
 """One message never starts a new timeline: discontinuities wait for the stream to confirm them.
 
 A message that continues the stream (``message_num`` = last + 1 and, for data, the ``sample_num``
-of the block being assembled or of the next one) passes straight to the assembler. One that does
+of the block being assembled or of the next one, and the channel and length that block wants
+next) passes straight to the assembler. One that does
 not -- a gap, a restart, a step back, an absurd sample number -- is held as a *suspect* until the
 next message says what it was:
 
 - the next message continues the suspect: the discontinuity is real (lost messages, a restart, a
   sample gap); both go on, and the assembler reports it as before, one message later;
 - the next message continues the stream as it was: the suspect did not belong (a stranger's
-  message, a stray with an absurd ``sample_num``, a duplicate); it is dropped and counted, and no
+  message, a stray with an absurd ``sample_num``, a duplicate, a copy of the next message that
+  claims its number with another channel -- the real one wins); it is dropped and counted, and no
   trial is degraded for it -- unless the suspect was simply early (``reorder``: the next message
   is its predecessor), in which case both go on in order and nothing is lost;
 - neither: the suspect is taken as real and the next message is judged afresh.
@@ -44,10 +46,12 @@ class StrayGate:
             return True
         return m.sample_num in (cur, expected, self.a.skipping_sample)
 
-    def _fits(self, m: Message, last: int | None) -> bool:
-        """``m`` continues the stream as the assembler sees it (after message ``last``)."""
+    def _fits(self, m: Message, last: int | None, shape: bool = False) -> bool:
+        """``m`` continues the stream as the assembler sees it (after message ``last``); ``shape``:
+        and it is the channel and length the block being assembled wants next."""
         num_ok = last is None or m.message_num == last + 1
-        return num_ok and self._samples_fit(m, self.a.current_sample, self.a.expected_sample)
+        fits = num_ok and self._samples_fit(m, self.a.current_sample, self.a.expected_sample)
+        return fits and (not shape or self.a.fits_block(m))
 
     @staticmethod
     def _continues(s: Message, m: Message) -> bool:
@@ -65,7 +69,7 @@ class StrayGate:
         last = self.a.last_message_num
         s = self.suspect
         if s is None:
-            if self._fits(m, last):
+            if self._fits(m, last, shape=True):
                 return [m]
             self.suspect = m
             return []
@@ -76,7 +80,7 @@ class StrayGate:
         if last is not None and m.message_num == last + 1 and s.message_num == m.message_num + 1:
             self.counters["reordered"] += 1
             return [m, s]  # s was early: both in order, nothing lost
-        if number_only and m.message_num == s.message_num and self._fits(m, last):
+        if number_only and m.message_num == s.message_num and self._fits(m, last, shape=True):
             self.counters["strays"] += 1  # two messages claimed one slot: the one that fits the stream wins
             return [m]
         after = s.message_num if number_only else last

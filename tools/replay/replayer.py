@@ -37,11 +37,13 @@ as the GUI does it: ``message_num`` starts again from 1, ``sample_num`` goes on)
 ``stray=K:WHAT`` -- one extra DATA message, not the plugin's, sent before message K, a copy of K's
 header with one thing wrong: ``channel`` (channel_num = the channel count), ``rate`` (25 kHz),
 ``stream`` (another stream's name), ``sample`` (an absurd sample_num, with K's own message_num,
-as an injected message would carry), ``stranger`` (another publisher's message_num 1) or ``huge``
-(1 M samples in one message). Falcon Output takes all of them, with ``K`` counting blocks: ``corrupt``
-overwrites the table's root offset, and a stray is a copy of block K with the one thing wrong (its
-``message_id`` for ``sample``; 1 for ``stranger``); ``id`` (Falcon only) carries an absurd
-``message_id`` (10^6) and K's samples.
+as an injected message would carry), ``stranger`` (another publisher's message_num 1), ``twin``
+(K's message_num and sample_num for another of the stream's channels: only its place in the block
+tells it from the real K) or ``huge`` (1 M samples in one message). Falcon Output takes all but
+``twin`` (its blocks hold every channel), with ``K`` counting blocks: ``corrupt`` overwrites the
+table's root offset, and a stray is a copy of block K with the one thing wrong (its ``message_id``
+for ``sample``; 1 for ``stranger``); ``id`` (Falcon only) carries an absurd ``message_id`` (10^6)
+and K's samples.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ PLUGIN_SEND_HWM = 1000
 CLOSE_LINGER_MS = 30_000
 LOSSLESS_LINGER_MS = 600_000
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall", "stray")
-STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger", "huge", "id")
+STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger", "huge", "twin", "id")
 PROTOCOLS = ("zmq-interface", "falcon-output")
 ORIGINS = ("recording", "zero")
 
@@ -163,6 +165,8 @@ class Replayer:
             raise ValueError(f"protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
         if protocol != "falcon-output" and any(f.kind == "stray" and f.what == "id" for f in faults or []):
             raise ValueError("stray=K:id is a Falcon Output message (message_id); the ZMQ Interface's is 'stranger'")
+        if protocol == "falcon-output" and any(f.kind == "stray" and f.what == "twin" for f in faults or []):
+            raise ValueError("stray=K:twin claims another channel of a block; Falcon Output sends whole blocks")
         self.protocol = protocol
         self.source = RecordingSource(recording_dir)
         self.variable_blocks = variable_blocks
@@ -335,6 +339,9 @@ class Replayer:
             content["sample_num"] = int(content["sample_num"]) + 10**12
         elif what == "stranger":
             header["message_num"] = 1
+        elif what == "twin":  # K's number and samples, claiming another of the stream's channels
+            others = [c for c in self.channels if c != content.get("channel_num")]
+            content["channel_num"] = others[len(others) // 2]
         elif what == "huge":  # 1 M samples in one message
             content["num_samples"] = 1 << 20
             header["data_size"] = 4 << 20
