@@ -247,3 +247,23 @@ def test_a_full_ring_drops_and_degrades_on_a_rig_and_waits_when_lossless(bundle,
         assert "ring overrun" in parts
         # the refused blocks (the sorter's gap after them), or the last trials never seen whole at stop
         assert parts <= {"ring overrun", "data gap", "shutdown"}
+
+
+@pytest.mark.parametrize(
+    ("configured", "sent", "taken"),
+    [
+        (30000.0, 30000, True),
+        (30000.0, 29999, False),  # a 29,999.x Hz stream is not the configured 30 kHz one
+        (29999.9, 29999, True),  # Falcon Output sends (int) sampleRate: 29,999.9 Hz arrives as 29,999
+        (29999.9, 30000, False),
+        (2500.0, 2500, True),
+    ],
+)
+def test_falcon_sample_rates_are_compared_truncated_as_the_plugin_sends_them(configured, sent, taken):
+    from rtdecode.stream.assembler import rates_agree
+
+    a = FalconAssembler(4, "ProbeA-AP", configured)
+    block, _, an = a.on_message(parse_continuous_data(_msg(rate=sent)[2]), 0)
+    assert (block is not None) == taken and [x.kind for x in an] == ([] if taken else ["wrong_sample_rate"])
+    assert rates_agree(float(sent), configured, truncated=True) == taken
+    assert rates_agree(configured, configured) and not rates_agree(29999.9, 30000.0)  # the ZMQ Interface: float32

@@ -15,6 +15,7 @@ are published as degraded instead of being decoded as if whole.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +41,14 @@ STREAM_COUNTERS = (
 )
 
 
-def rates_agree(a: float, b: float) -> bool:
-    return abs(a - b) <= RATE_TOLERANCE * max(abs(a), abs(b))
+def rates_agree(sent: float, expected: float, truncated: bool = False) -> bool:
+    """Is a stream that says it runs at ``sent`` Hz the ``expected`` one? The one rule for every
+    protocol: equal within float32 precision (the ZMQ Interface writes its rate as a float), or,
+    ``truncated`` (Falcon Output sends ``(int) sampleRate``), equal to the expected rate truncated --
+    29,999 for a 29,999.9 Hz stream, 30,000 for a 30 kHz one."""
+    if truncated:
+        expected = math.floor(expected + RATE_TOLERANCE * abs(expected))  # 29999.99999 is 30 kHz in float32
+    return abs(sent - expected) <= RATE_TOLERANCE * max(abs(sent), abs(expected))
 
 
 def stream_matches(expected: str | None, name: str) -> bool:

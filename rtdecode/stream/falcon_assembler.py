@@ -30,6 +30,7 @@ from rtdecode.stream.assembler import (
     Block,
     check_sample_continuity,
     note_stream,
+    rates_agree,
     stream_matches,
 )
 from rtdecode.stream.falcon import FALCON_TTL_LINES, FalconMessage
@@ -51,7 +52,7 @@ class FalconAssembler:
     def is_ours(self, msg: FalconMessage) -> bool:
         return (
             stream_matches(self.stream_name, msg.stream)
-            and abs(msg.sample_rate - self.sample_rate) < 1.0
+            and rates_agree(msg.sample_rate, self.sample_rate, truncated=True)
             and msg.n_channels == self.n_channels
             and msg.n_samples <= self.max_block
         )
@@ -69,7 +70,7 @@ class FalconAssembler:
         if not stream_matches(self.stream_name, msg.stream):
             self.counters["wrong_stream"] += 1
             return Anomaly("wrong_stream", *span, f"stream {msg.stream!r}, expected {self.stream_name!r}")
-        if abs(msg.sample_rate - self.sample_rate) >= 1.0:  # the plugin sends (int) sampleRate: truncated
+        if not rates_agree(msg.sample_rate, self.sample_rate, truncated=True):  # the plugin sends (int) sampleRate
             self.counters["wrong_sample_rate"] += 1
             return Anomaly(
                 "wrong_sample_rate", *span, f"sample rate {msg.sample_rate} Hz, expected {self.sample_rate} Hz"
