@@ -31,6 +31,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,8 @@ NOT_LOSSES = ("duplicate", "wrong_stream", "wrong_sample_rate", "wrong_channel_c
 GUI_BLOCK_MS = default("gui.block_ms")
 #: Below this, the decision log's file system gets a warning at start.
 LOW_DISK_BYTES = 64 << 20
+#: Latencies (per stage) and worker lags kept for the percentiles in ``status``: the latest ones.
+LATENCIES_KEPT = 10_000
 #: Gaps said on the console (every one goes to the decision log).
 GAPS_SAID = 20
 #: At stop, how long a failing decision log is given to take what it kept in memory.
@@ -100,7 +103,8 @@ class Daemon:
         self.log_path = Path(log_path)
         self.run_id = uuid.uuid4().hex[:16]
         self.receiver_totals = ReceiverTotals()  # summed over replacements of the receiver process
-        self.worker_lag_ms: list[float] = []  # block arrival in the receiver -> the worker takes it
+        # block arrival in the receiver -> the worker takes it; the latest LATENCIES_KEPT blocks
+        self.worker_lag_ms: deque[float] = deque(maxlen=LATENCIES_KEPT)
         self.curve_keys = load_keys(o.curve_server_key) if o.curve else None
         self.authenticator = start_authenticator(self.ctx, o.curve_authorized_clients) if o.curve else None
         self.publisher = DecisionPublisher(
@@ -141,7 +145,8 @@ class Daemon:
         self.onset_sources: set[int] = set()  # GUI node ids that sent stimulus onsets
         self.last_data_mono: float | None = None  # monotonic time of the last block
         self.silent_since: float | None = None  # set while the upstream is silent
-        self.latencies = {k: [] for k in STAGES}
+        self.latencies = {k: deque(maxlen=LATENCIES_KEPT) for k in STAGES}  # of the latest decisions (ms)
+        self.latencies_n = 0  # every ok decision's latency counted
         self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
         self.last_unfit_reason: str | None = None
         self._stop = threading.Event()
@@ -464,8 +469,7 @@ class Daemon:
             first, data, arrival = self.receiver.ring.view(item.seq)  # in place: released after this returns
         else:
             first, data, arrival = item.first_sample, item.data, item.arrival_ns
-        if len(self.worker_lag_ms) < 100_000:
-            self.worker_lag_ms.append((time.monotonic_ns() - arrival) / 1e6)
+        self.worker_lag_ms.append((time.monotonic_ns() - arrival) / 1e6)
         return p.on_block(first, data, arrival)
 
     def _publish(self, decision: Decision) -> None:
@@ -479,6 +483,7 @@ class Daemon:
         lat = d["latency_ns"]
         for stage, (a, b) in LATENCY_STAGES.items():
             self.latencies[stage].append((lat[b] - lat[a]) / 1e6)
+        self.latencies_n += 1
 
     # -- heartbeat ---------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
@@ -567,11 +572,12 @@ class Daemon:
         pct = {}
         for stage, values in self.latencies.items():
             if values:
-                v = np.asarray(values[-10000:])
+                v = np.asarray(list(values))  # list(): one copy under the GIL while the worker appends
                 pct[stage] = {
                     "p50_ms": float(np.percentile(v, 50)),
                     "p99_ms": float(np.percentile(v, 99)),
-                    "n": len(values),
+                    "n": self.latencies_n,
+                    "of_latest": len(v),
                 }
         state = self.state
         if self.silent_since is not None and state == "silent":
@@ -612,7 +618,7 @@ class Daemon:
     def _receiver_status(self, received_s: float) -> dict:
         rp, rc = self.receiver, self.receiver_totals
         rc_counters = rc.counters
-        lag = np.asarray(self.worker_lag_ms[-10000:]) if self.worker_lag_ms else None
+        lag = np.asarray(list(self.worker_lag_ms)) if self.worker_lag_ms else None
         return {
             "pid": rp.pid,
             "alive": rp.alive,
