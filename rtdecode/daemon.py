@@ -70,6 +70,8 @@ GUI_BLOCK_MS = default("gui.block_ms")
 LOW_DISK_BYTES = 64 << 20
 #: Latencies (per stage) and worker lags kept for the percentiles in ``status``: the latest ones.
 LATENCIES_KEPT = 10_000
+#: A receiver process alive but silent this long (it reports every 0.25 s) is stalled, not the upstream.
+RECEIVER_QUIET_S = 1.0
 #: Gaps said on the console (every one goes to the decision log).
 GAPS_SAID = 20
 #: At stop, how long a failing decision log is given to take what it kept in memory.
@@ -145,6 +147,8 @@ class Daemon:
         self.onset_sources: set[int] = set()  # GUI node ids that sent stimulus onsets
         self.last_data_mono: float | None = None  # monotonic time of the last block
         self.silent_since: float | None = None  # set while the upstream is silent
+        self.silence_cause = "upstream silent"  # or "receiver stalled"
+        self.last_report_mono: float | None = None  # the receiver's last counters (sent every 0.25 s)
         self.latencies = {k: deque(maxlen=LATENCIES_KEPT) for k in STAGES}  # of the latest decisions (ms)
         self.latencies_n = 0  # every ok decision's latency counted
         self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
@@ -362,23 +366,37 @@ class Daemon:
 
     def _check_silence(self) -> None:
         """No block for ``silence_timeout_s`` while running: the GUI stopped or crashed, acquisition was
-        stopped or a cable is out. Say so once, decide every open trial ``degraded: upstream silent``
-        (their windows will not close), and wait: the next block resumes decoding."""
+        stopped or a cable is out -- or our own receiver process stopped reporting (stopped, starved of
+        CPU), which the daemon tells apart by the counters it sends every quarter second. Say so once,
+        decide every open trial ``degraded: upstream silent`` (or ``receiver stalled``; their windows
+        will not close), and wait: the next block resumes decoding."""
         if self.silent_since is not None or self.last_data_mono is None or self.state != "running":
             return
         now = time.monotonic()
         if now - self.last_data_mono < self.cfg.stream.silence_timeout_s:
             return
         self.silent_since = self.last_data_mono
+        quiet = now - self.last_report_mono if self.last_report_mono is not None else 0.0
+        stalled = self.receiver.alive and quiet > RECEIVER_QUIET_S
+        self.silence_cause = "receiver stalled" if stalled else "upstream silent"
         self.state = "silent"
         self.counters["silences"] += 1
-        self.log(
-            f"warning: upstream silent for {now - self.last_data_mono:.1f} s (GUI stopped or crashed, acquisition "
-            f"stopped, or a cable out; heartbeat failures so far: {self.counters['heartbeat_failures']}); open "
-            "trials are decided degraded; waiting for data"
+        if stalled:
+            self.log(
+                f"warning: no data for {now - self.last_data_mono:.1f} s and the receiver process "
+                f"{self.receiver.pid} has not reported for {quiet:.1f} s (stopped, or starved of CPU); open "
+                "trials are decided degraded; what the publisher drops meanwhile is logged as a gap"
+            )
+        else:
+            self.log(
+                f"warning: upstream silent for {now - self.last_data_mono:.1f} s (GUI stopped or crashed, "
+                f"acquisition stopped, or a cable out; heartbeat failures so far: "
+                f"{self.counters['heartbeat_failures']}); open trials are decided degraded; waiting for data"
+            )
+        self.publisher.log_event(
+            {"event": "silent", "run_id": self.run_id, "time": time.time(), "cause": self.silence_cause}
         )
-        self.publisher.log_event({"event": "silent", "run_id": self.run_id, "time": time.time()})
-        for decision in self.pipeline.finish("upstream silent"):
+        for decision in self.pipeline.finish(self.silence_cause):
             self._publish(decision)
 
     def _data_arrived(self) -> None:
@@ -396,6 +414,7 @@ class Daemon:
             return
         if isinstance(event, ReceiverCounters):
             self.receiver_totals.update(event)
+            self.last_report_mono = time.monotonic()
             return
         if isinstance(event, LogItem):
             self.log(event.text)
@@ -581,7 +600,7 @@ class Daemon:
                 }
         state = self.state
         if self.silent_since is not None and state == "silent":
-            state = f"upstream silent for {time.monotonic() - self.silent_since:.0f} s"
+            state = f"{self.silence_cause} for {time.monotonic() - self.silent_since:.0f} s"
         return {
             "state": state,
             "failure": self.failure,

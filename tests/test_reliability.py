@@ -709,3 +709,7 @@ def test_a_receiver_stalled_until_the_upstream_drops_leaves_every_onset_accounte
     assert_every_onset_accounted_for(records, LONG_ONSETS, stream_s=LONG_S)
     assert d.receiver_totals.processes == 1 and records[-1]["status"]["counters"]["receiver_restarts"] == 0
     assert any("message gap; stimulus onsets in it may be missing" in s for s in said)
+    # the daemon tells its own stalled receiver from a silent upstream
+    assert any("the receiver process" in s and "has not reported for" in s for s in said), said
+    assert [r["cause"] for r in records if r.get("event") == "silent"] == ["receiver stalled"]
+    assert not [r for r in records if "seq" in r and r["status"] == "degraded: upstream silent"]
