@@ -286,8 +286,8 @@ class Daemon:
 
     def _account_unlogged(self, stop_record: dict) -> None:
         """The log could not take everything (a disk that stayed full): say what is missing, and put
-        the stop record where it can be written -- next to the log's folder in the temp dir, or on
-        the console -- never a traceback."""
+        the stop record where it can be written -- ``rtdecode-stop-<run_id>.json`` in the temp dir, or
+        on the console -- never a traceback."""
         health = self.publisher.log_health()
         if not health or not health["unlogged"] and not health["dropped"]:
             return

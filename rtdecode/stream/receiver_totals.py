@@ -23,6 +23,9 @@ class ReceiverTotals:
         self._by_pid[report.pid] = report
         self.latest = report
 
+    def _reports(self) -> list[ReceiverCounters]:
+        return list(self._by_pid.values())  # one copy: status() reads while the worker updates
+
     @property
     def processes(self) -> int:
         return len(self._by_pid)
@@ -35,22 +38,22 @@ class ReceiverTotals:
     @property
     def counters(self) -> dict:
         out: dict = {}
-        for report in self._by_pid.values():
+        for report in self._reports():
             for k, v in report.counters.items():
                 out[k] = max(out.get(k, v), v) if k in MAXIMA else out.get(k, 0) + v
         return out
 
     @property
     def samples_received(self) -> int:
-        return sum(r.samples_received for r in self._by_pid.values())
+        return sum(r.samples_received for r in self._reports())
 
     @property
     def cpu_s(self) -> float:
-        return sum(r.cpu_s for r in self._by_pid.values())
+        return sum(r.cpu_s for r in self._reports())
 
     @property
     def first_block_ns(self) -> int | None:
-        firsts = [r.first_block_ns for r in self._by_pid.values() if r.first_block_ns is not None]
+        firsts = [r.first_block_ns for r in self._reports() if r.first_block_ns is not None]
         return min(firsts) if firsts else None
 
     @property
