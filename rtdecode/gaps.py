@@ -96,9 +96,10 @@ class GapLedger:
 
     def summary(self) -> dict:
         fs = self.sample_rate
+        by_cause = sorted(self.samples_by_cause.items())  # one copy: status() reads while the worker adds
         return {
             "count": self.count,
-            "lost_s": round(self.lost_s, 6),
-            "lost_s_by_cause": {c: round(n / fs, 6) for c, n in sorted(self.samples_by_cause.items())},
-            "onsets_may_be_missing": any(c in EVENTS_MAY_BE_LOST for c in self.samples_by_cause),
+            "lost_s": round(sum(n for _, n in by_cause) / fs, 6),
+            "lost_s_by_cause": {c: round(n / fs, 6) for c, n in by_cause},
+            "onsets_may_be_missing": any(c in EVENTS_MAY_BE_LOST for c, _ in by_cause),
         }
