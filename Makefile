@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+	# setuptools' notice on every editable install (folders named like the package) is about layouts
+	# unlike ours, where the folder is the package: keep the install quiet
+	PYTHONWARNINGS='ignore:Editable installation' $(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
