@@ -1,6 +1,7 @@
 """The offline builder's commands, registered onto the ``rtdecode`` command line by :func:`register`.
 
-``demo``, ``simulate``, ``session info``, ``evaluate``, ``build`` and ``bench offline|online``. Heavy imports
+``demo``, ``simulate``, ``session info``, ``evaluate``, ``build``, ``report-session`` and
+``bench offline|online``. Heavy imports
 stay inside the commands, so ``rtdecode --help`` is fast.
 """
 
@@ -29,6 +30,7 @@ def register(app: typer.Typer) -> None:
     app.command()(evaluate)
     app.command()(build)
     app.command()(demo)
+    app.command("report-session")(report_session)
     app.add_typer(session_app, name="session")
     app.add_typer(bench_app, name="bench")
 
@@ -43,6 +45,32 @@ def demo(
     from rtdecode.offline.demo import run_demo
 
     run_demo(out, seed, console=console, progress=progress_bar())
+
+
+# ------------------------------------------------------------------------------------------------
+def report_session(
+    log: Annotated[
+        Path, typer.Argument(help="a decision log (serve's --log, or decode's)", exists=True, dir_okay=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", help="folder for report.md, summary.json and the figures")],
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="stimulus log CSV with onset_sample and label columns: accuracy over time", dir_okay=False),
+    ] = None,
+) -> None:
+    """A served session after the fact: p(natural) per trial on the session's time axis with degraded
+    trials, gaps and restarts marked; accuracy over time with intervals (with --labels); latency per
+    stage over time and as histograms; runs, degraded reasons and latency percentiles in report.md."""
+    from rtdecode.offline.session_report import report_session as make_report
+
+    s = make_report(log, out, labels)
+    acc = ""
+    if "accuracy" in s:
+        a = s["accuracy"]
+        acc = f"; accuracy {100 * a['accuracy']:.1f} % [{100 * a['ci95'][0]:.1f}, {100 * a['ci95'][1]:.1f}] of {a['n']}"
+    console.print(
+        f"{s['decisions']} decisions ({s['ok']} ok) in {len(s['runs'])} run(s){acc}; report: {out / 'report.md'}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------

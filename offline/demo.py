@@ -170,16 +170,22 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
     )
     within = next(e for e in report["within_animal"] if e["animal"] == target.name)
     offline_model = "linear_image_pca" if built["decoder"] == "linear" else report["primary_network"]
+    session2 = target.parent / f"{target.name}-s2"
     summary = run_online(
         bundle,
-        target.parent / f"{target.name}-s2",
+        session2,
         out,
         console,
         offline={**within["scores"][offline_model], "model": label(offline_model)},
     )
+    from rtdecode.offline.session_report import report_session
+
+    stim_log = session2 / json.loads((session2 / "animal.json").read_text())["stimulus_log"]
+    report_session(Path(summary["log"]), out / "session_report", stim_log)
     console.print(
         f"\nDone. Report: {report_md}\nBundle: {bundle} (check it with `rtdecode bundle verify {bundle}`)\n"
-        f"Decision log: {summary['log']}"
+        f"Decision log: {summary['log']}\nSession 2 as served (timeline, accuracy over time, latency): "
+        f"{out / 'session_report' / 'report.md'}"
     )
 
 
