@@ -1,6 +1,6 @@
 """The offline builder's commands, registered onto the ``rtdecode`` command line by :func:`register`.
 
-``demo``, ``simulate``, ``session info``, ``evaluate``, ``build``, ``report-session`` and
+``demo``, ``simulate``, ``session info``, ``evaluate``, ``build``, ``report-session``, ``sort`` and
 ``bench offline|online``. Heavy imports
 stay inside the commands, so ``rtdecode --help`` is fast.
 """
@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
     app.command()(build)
     app.command()(demo)
     app.command("report-session")(report_session)
+    app.command("sort")(sort)
     app.add_typer(session_app, name="session")
     app.add_typer(bench_app, name="bench")
 
@@ -71,6 +72,33 @@ def report_session(
     console.print(
         f"{s['decisions']} decisions ({s['ok']} ok) in {len(s['runs'])} run(s){acc}; report: {out / 'report.md'}"
     )
+
+
+# ------------------------------------------------------------------------------------------------
+def sort(
+    recording: Annotated[Path, typer.Argument(help="an Open Ephys Binary recording folder", exists=True)],
+    bundle: Annotated[Path, typer.Option("--bundle", help="the decoder bundle whose templates sort it", exists=True)],
+    out: Annotated[Path, typer.Option("--out", help="a new folder for the sorting")],
+    format: Annotated[
+        str, typer.Option("--format", help="spikeinterface (a sorting folder for spikeinterface.load) or phy")
+    ] = "spikeinterface",
+    seed: Annotated[int, typer.Option(help="block sizes of the replay-like pass (GUI-like, from this seed)")] = 0,
+) -> None:
+    """Sort a recording with a bundle's templates: the bundle's own preprocessing and matcher, as the
+    daemon runs them. Unit ids are the bundle's, so a unit keeps its id across sessions; on a simulated
+    recording the sorting is scored against the ground truth."""
+    from rtdecode.offline.sort_with_bundle import sort_with_bundle
+
+    with progress_bar() as progress:
+        s = sort_with_bundle(recording, bundle, out, format, progress=progress, seed=seed)
+    truth = s["ground_truth"]
+    vs = (
+        f"; against the ground truth: mean accuracy {truth['mean_accuracy']:.2f}, {truth['well_detected']} of "
+        f"{truth['n_ground_truth_units']} units at >= 0.8"
+        if truth
+        else ""
+    )
+    console.print(f"{s['spikes']} spikes of {s['units']} units written as {s['format']} to {out}{vs}")
 
 
 # ------------------------------------------------------------------------------------------------
