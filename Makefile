@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test lint clean
 
+# setuptools' notice on every editable install (folders named like the package) is about layouts
+# unlike ours, where the folder is the package: the install filters it to stay quiet.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	# setuptools' notice on every editable install (folders named like the package) is about layouts
-	# unlike ours, where the folder is the package: keep the install quiet
 	PYTHONWARNINGS='ignore:Editable installation' $(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
