@@ -245,6 +245,19 @@ def status(rig: Annotated[Path, typer.Option("--rig", help="rig config TOML of t
     if st.get("failure"):
         console.print(f"failure: {st['failure']}")
     console.print("counters: " + ", ".join(f"{k} {v}" for k, v in st["counters"].items()))
+    h = st.get("decision_log_health") or {}
+    if h:
+        state = f"[red]cannot be written: {h['error']}[/red]" if h.get("error") else "written"
+        late = f", {h['written_late']} written late" if h.get("written_late") else ""
+        dropped = f", {h['dropped']} dropped" if h.get("dropped") else ""
+        console.print(f"decision log {h['path']}: {state}; {h['unlogged']} record(s) not in it yet{late}{dropped}")
+    g = st.get("gaps") or {}
+    if g.get("count"):
+        causes = ", ".join(f"{c} {v:.2f} s" for c, v in g["lost_s_by_cause"].items())
+        last = g["recent"][-1] if g.get("recent") else None
+        where = f"; latest: samples {last['start_sample']}-{last['end_sample']} ({last['cause']})" if last else ""
+        missing = "; stimulus onsets in them may be missing" if g.get("onsets_may_be_missing") else ""
+        console.print(f"stream not seen whole: {g['count']} span(s), {g['lost_s']:.2f} s ({causes}){where}{missing}")
     cap = st.get("capacity") or {}
     if cap.get("realtime_factor"):
         console.print(

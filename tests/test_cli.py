@@ -25,6 +25,8 @@ def test_help_lists_every_subcommand_with_one_line():
         "stop",
         "watch",
         "replay",
+        "report-session",
+        "sort",
     ):
         assert cmd in result.output
 

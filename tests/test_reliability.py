@@ -612,6 +612,7 @@ def test_a_log_on_a_disk_that_fills_mid_run_never_stops_the_decisions(
     th.start()
     published, health = [], []
     filled = emptied = False
+    shown = None  # what `rtdecode status` shows an operator while the log fails
     try:
         deadline = time.monotonic() + 60
         while (th.is_alive() or len(published) < len(ONSETS)) and time.monotonic() < deadline:
@@ -622,6 +623,12 @@ def test_a_log_on_a_disk_that_fills_mid_run_never_stops_the_decisions(
                 filled = True
             h = d.status()["decision_log_health"]
             health.append(h)
+            if shown is None and not space_comes_back and h["unlogged"] >= 3:
+                from .test_online import _toml
+
+                rig_file = tmp_path / "rig.toml"
+                rig_file.write_text(_toml(cfg.model_dump(mode="json")))
+                shown = _cli("status", "--rig", str(rig_file)).stdout
             if space_comes_back and filled and not emptied and h["unlogged"] >= 3:
                 (small_disk / "filler").unlink()  # space comes back
                 emptied = True
@@ -647,6 +654,7 @@ def test_a_log_on_a_disk_that_fills_mid_run_never_stops_the_decisions(
         assert stop["status"]["decision_log_health"]["error"] is None
         assert len([s for s in said if "is written again" in s]) == 1
     else:
+        assert "cannot be written: No space left on device" in shown and "not in it yet" in shown, shown
         assert len(logged) < len(ONSETS) and records[-1].get("event") != "stop"
         where = Path(tempfile.gettempdir()) / f"rtdecode-stop-{d.run_id}.json"
         stop = json.loads(where.read_text())
