@@ -62,10 +62,12 @@ class GapLedger:
         self._new: list[Gap] = []
         self._segment = 1
         self._covered_until: int | None = None  # the end of the latest span counted in this segment
+        self.covering_cause: str | None = None  # the cause of the span that reached _covered_until
 
     def new_segment(self, segment: int) -> None:
         self._segment = segment
         self._covered_until = None
+        self.covering_cause = None
 
     def add(self, start: int, end: int, cause: str, data_end: int | None = None) -> Gap | None:
         """Samples ``[start, end)`` were not seen whole; returns the gap counted (None: nothing new).
@@ -78,7 +80,8 @@ class GapLedger:
         if end <= start:
             return None
         gap = Gap(self._segment, start, end, cause, self.sample_rate, max(0, data_end - start))
-        self._covered_until = end if self._covered_until is None else max(self._covered_until, end)
+        if self._covered_until is None or end >= self._covered_until:
+            self._covered_until, self.covering_cause = end, cause
         self.count += 1
         self.samples_by_cause[cause] += gap.samples_lost
         self.recent = [*self.recent[-(KEEP_RECENT - 1) :], gap]

@@ -279,8 +279,9 @@ class OnlinePipeline:
         elif sorter.buf_start is not None and first_sample != sorter.buf_start + sorter.n:
             # a gap: the sorter restarts, and its left margin after the gap is unsorted
             expected, cause = sorter.buf_start + sorter.n, self._next_gap_cause
+            if self.gaps.add(expected, first_sample, cause) is None and self.gaps.covering_cause:
+                cause = self.gaps.covering_cause  # the receiver already named this hole: one reason, not two
             self.tracker.on_anomaly(expected, first_sample + sorter.left, cause)
-            self.gaps.add(expected, first_sample, cause)
         self._next_gap_cause = "data gap"
         spikes, units = sorter.process(data, first_sample)
         t_sorted = time.monotonic_ns()

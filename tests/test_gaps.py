@@ -10,6 +10,7 @@ def test_overlapping_reports_of_one_hole_count_once_and_lost_events_cost_no_samp
     a = g.add(1000, 4001, "message gap", data_end=4000)  # lost messages up to the block at 4000, which came
     assert (a.start_sample, a.end_sample, a.samples_lost, a.onsets_may_be_missing) == (1000, 4001, 3000, True)
     assert g.add(1000, 4000, "data gap") is None  # the pipeline sees the same hole: nothing new
+    assert g.covering_cause == "message gap"  # and names it by the receiver's cause
     b = g.add(3500, 5000, "ring overrun")  # overlaps the end: only its new part counts
     assert (b.start_sample, b.samples_lost, b.onsets_may_be_missing) == (4001, 999, False)
     assert g.count == 2 and g.lost_s == pytest.approx(3999 / 30000)
