@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,8 @@ class Decision:
     segment: int = 1
     segment_first_sample: int | None = None
     onset_index: int | None = None
+    #: Why the trial is degraded, one entry per cause (``status`` joins them); empty when ok.
+    reasons: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -314,7 +316,8 @@ class OnlinePipeline:
         except Exception as err:  # a backend or a bug of ours failed: the onset still gets its decision
             self.decode_errors += 1
             self.log(f"error: decoding the trial at {trial.onset_sample} failed:\n" + traceback.format_exc())
-            v = Verdict(f"degraded: internal error ({type(err).__name__}: {err})"[:300], None, None, None, None)
+            reason = f"internal error ({type(err).__name__}: {err})"[:290]
+            v = Verdict(f"degraded: {reason}", None, None, None, None, (reason,))
         r0, r1 = self.decoder.response
         segment, first, index = self._onset_index.pop(trial.onset_sample, (self.segment, self.stream_start, None))
         return Decision(
@@ -337,4 +340,5 @@ class OnlinePipeline:
             segment=segment,
             segment_first_sample=first,
             onset_index=index,
+            reasons=list(v.reasons),
         )

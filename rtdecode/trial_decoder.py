@@ -36,6 +36,7 @@ class Verdict:
     probabilities: dict[str, float] | None
     t_image_ns: int | None
     t_inference_ns: int | None
+    reasons: tuple[str, ...] = ()  # why it is degraded, one entry per cause (empty when ok)
 
 
 class TrialDecoder:
@@ -64,7 +65,8 @@ class TrialDecoder:
 
     def decide(self, trial: ClosedTrial) -> Verdict:
         if trial.degraded:
-            return Verdict("degraded: " + "; ".join(trial.degraded), None, None, None, None)
+            reasons = tuple(trial.degraded)
+            return Verdict("degraded: " + "; ".join(reasons), None, None, None, None, reasons)
         rates_hz(trial.response_counts[None, :], self.response, self.fs, out=self._rates)
         self.stats.normalise(self._rates, out=self._R)
         neural_images(self._R, self.preferred_stimuli, out=self._image)
