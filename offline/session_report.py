@@ -10,8 +10,9 @@ Reads a decision log (the daemon's, or ``rtdecode decode``'s: the same records) 
   95 % Wilson interval, beside the session's overall figure;
 - ``latency.png``: latency per stage over time and as histograms, with p50 / p99.
 
-The time axis is stream time: each (run, segment) piece is laid after the previous one, so a
-restart of acquisition (sample numbers from 0 again) or of the daemon does not fold the axis back.
+The time axis is stream time: a segment whose sample numbers go on (a stop/start) stays on its run's
+clock, and one whose numbers start again (a loop, a restarted GUI) or a new run of the daemon is
+laid after what came before, so the axis never folds back.
 Labels come from a stimulus log CSV with ``onset_sample`` and ``label`` columns (the simulator's,
 or a lab's), joined on the onset sample.
 """
