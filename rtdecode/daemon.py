@@ -149,8 +149,7 @@ class Daemon:
         self.silent_since: float | None = None  # set while the upstream is silent
         self.silence_cause = "upstream silent"  # or "receiver stalled"
         self.last_report_mono: float | None = None  # the receiver's last counters (sent every 0.25 s)
-        self.latencies = {k: deque(maxlen=LATENCIES_KEPT) for k in STAGES}  # of the latest decisions (ms)
-        self.latencies_n = 0  # every ok decision's latency counted
+        self.latencies = {k: deque(maxlen=LATENCIES_KEPT) for k in STAGES}  # of the latest ok decisions (ms)
         self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
         self.last_unfit_reason: str | None = None
         self._stop = threading.Event()
@@ -448,15 +447,16 @@ class Daemon:
         """Each span of stream not seen whole goes to the log once, with its sample range and cause
         (and to the console, the first :data:`GAPS_SAID` of them)."""
         ledger = self.pipeline.gaps
-        for gap in ledger.take_new():
+        new = ledger.take_new()
+        for number, gap in enumerate(new, start=ledger.count - len(new) + 1):  # the gap's number in the run
             self.publisher.log_event({"event": "gap", "run_id": self.run_id, **gap.record()})
-            if ledger.count > GAPS_SAID:
+            if number > GAPS_SAID:
                 continue
             missing = "; stimulus onsets in it may be missing" if gap.onsets_may_be_missing else ""
             self.log(
                 f"warning: {gap.seconds:.3f} s of stream not seen whole (samples {gap.start_sample}-{gap.end_sample}, "
                 f"segment {gap.segment}): {gap.cause}{missing}"
-                + (f"; further gaps go to the log {self.log_path} only" if ledger.count == GAPS_SAID else "")
+                + (f"; further gaps go to the log {self.log_path} only" if number == GAPS_SAID else "")
             )
 
     def _handle(self, item: WorkerItem) -> list[Decision]:
@@ -502,7 +502,6 @@ class Daemon:
         lat = d["latency_ns"]
         for stage, (a, b) in LATENCY_STAGES.items():
             self.latencies[stage].append((lat[b] - lat[a]) / 1e6)
-        self.latencies_n += 1
 
     # -- heartbeat ---------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
@@ -595,7 +594,7 @@ class Daemon:
                 pct[stage] = {
                     "p50_ms": float(np.percentile(v, 50)),
                     "p99_ms": float(np.percentile(v, 99)),
-                    "n": self.latencies_n,
+                    "n": self.counters["decisions"] - self.counters["degraded"],  # every ok decision's
                     "of_latest": len(v),
                 }
         state = self.state
