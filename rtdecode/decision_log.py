@@ -142,19 +142,21 @@ class DecisionLog:
 
     # -- internals -------------------------------------------------------------------------------
     def _write_whole(self, data: bytes) -> None:
-        """One line, whole or not at all: a short write is cut back to the previous line's end."""
-        before = os.fstat(self._fd).st_size
+        """One line, whole or not at all: a short write is cut back to the previous line's end (the
+        bytes this call wrote are known, so the happy path costs no extra system call)."""
         view = memoryview(data)
+        written = 0
         try:
             while view:
                 n = os.write(self._fd, view)
                 if n <= 0:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += n
                 view = view[n:]
         except OSError:
-            if os.fstat(self._fd).st_size != before:
+            if written:
                 try:
-                    os.ftruncate(self._fd, before)
+                    os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
                 except OSError:
                     pass  # a device (e.g. /dev/full) has no size to restore
             raise
