@@ -40,7 +40,7 @@ from rtdecode.offline.evaluate import _full_crossfit, versions
 from rtdecode.offline.experiments import crossfitted_images, image_scale, split_images
 from rtdecode.offline.export import check_parity, export_onnx, quantize_int8
 from rtdecode.offline.own_spikes import online_spike_trains
-from rtdecode.offline.sort import SortResult, compare_trains_to_ground_truth, sort_recording
+from rtdecode.offline.sort import compare_trains_to_ground_truth, sort_recording
 from rtdecode.offline.statistics import (
     Score,
     apply_temperature,
@@ -110,17 +110,6 @@ def make_classifier(cfg: BuildConfig, decoder: str | None = None):
         seed=cfg.seed,
         image_size=cfg.image_size,
         backbone=cfg.backbone,
-    )
-
-
-def templates_of(sorted_units: SortResult, channel_positions: np.ndarray) -> Templates:
-    return Templates(
-        unit_ids=sorted_units.unit_ids,
-        templates=sorted_units.templates,
-        nbefore=int(sorted_units.nbefore),
-        sparsity=sorted_units.sparsity,
-        noise_levels=sorted_units.noise_levels,
-        channel_positions=np.asarray(channel_positions, dtype=np.float64),
     )
 
 
@@ -221,7 +210,7 @@ def build_bundle(
     from probeinterface import read_probeinterface
 
     channel_positions = read_probeinterface(target_dir / tm.get("probe", "probe.json")).probes[0].contact_positions
-    templates = templates_of(sorted_units, channel_positions)
+    templates = Templates.of(sorted_units, channel_positions)
     sorting = sorting_config(sorted_units.preprocessing)
     log("running the bundle's own online pipeline over the calibration recording ...")
     trains, n_spikes = online_spike_trains(

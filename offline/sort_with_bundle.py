@@ -30,17 +30,6 @@ from rtdecode.stream.recording import RecordingSource
 FORMATS = ("spikeinterface", "phy")
 
 
-def bundle_templates(bundle: Bundle) -> Templates:
-    return Templates(
-        unit_ids=np.asarray(bundle.unit_ids, np.int64),
-        templates=bundle.templates,
-        nbefore=bundle.nbefore,
-        sparsity=bundle.sparsity,
-        noise_levels=bundle.noise_levels,
-        channel_positions=bundle.channel_positions,
-    )
-
-
 def animal_dir_of(recording: Path) -> Path | None:
     """The simulated animal folder holding ``recording`` (the one with ``ground_truth/``), if any."""
     for parent in [recording, *recording.parents][:5]:
@@ -59,7 +48,7 @@ def sort_with_bundle(
     bundle = Bundle.load(bundle_path, verify=True)
     source = RecordingSource(recording)
     bundle.check_stream(source.n_channels, source.sample_rate, source=str(recording))
-    templates = bundle_templates(bundle)
+    templates = Templates.of(bundle, bundle.channel_positions)
     sorting_cfg = rig_config_for_bundle(bundle).sorting
     trains, n_spikes = online_spike_trains(recording, templates, sorting_cfg, seed=seed, progress=progress)
 

@@ -34,6 +34,19 @@ class Templates:
         if bad:
             raise ValueError("templates do not fit together: " + "; ".join(bad))
 
+    @classmethod
+    def of(cls, source, channel_positions: np.ndarray) -> Templates:
+        """From anything that carries a sorter's template fields (``unit_ids``, ``templates``,
+        ``nbefore``, ``sparsity``, ``noise_levels``): a sort result, or a loaded bundle."""
+        return cls(
+            unit_ids=np.asarray(source.unit_ids),
+            templates=source.templates,
+            nbefore=int(source.nbefore),
+            sparsity=source.sparsity,
+            noise_levels=source.noise_levels,
+            channel_positions=np.asarray(channel_positions, dtype=np.float64),
+        )
+
     @property
     def n_units(self) -> int:
         return len(self.unit_ids)
