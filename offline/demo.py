@@ -180,8 +180,7 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
     )
     from rtdecode.offline.session_report import report_session
 
-    stim_log = session2 / json.loads((session2 / "animal.json").read_text())["stimulus_log"]
-    report_session(Path(summary["log"]), out / "session_report", stim_log)
+    report_session(Path(summary["log"]), out / "session_report", summary["stimulus_log"])
     console.print(
         f"\nDone. Report: {report_md}\nBundle: {bundle} (check it with `rtdecode bundle verify {bundle}`)\n"
         f"Decision log: {summary['log']}\nSession 2 as served (timeline, accuracy over time, latency): "
@@ -229,7 +228,8 @@ def run_online(
         f"Interface protocol on {cfg.stream.host}:{cfg.stream.data_port} ..."
     )
     res = replay_through_daemon(bundle, target / m["recording"], cfg, out / "decisions.jsonl", speed=speed)
-    labels = pd.read_csv(target / m["stimulus_log"]).set_index("onset_sample").label
+    stimulus_log = target / m["stimulus_log"]
+    labels = pd.read_csv(stimulus_log).set_index("onset_sample").label
     s = score_decisions(res.decisions, labels)
     c = res.status["counters"]
     lat = res.status["latency"]
@@ -271,4 +271,10 @@ def run_online(
     if c["onsets"] != len(res.decisions):
         console.print(f"[red]error[/red]: {c['onsets']} onsets but {len(res.decisions)} decisions")
         raise SystemExit(1)
-    return {"log": res.log_path, "decisions": res.decisions, "status": res.status, "score": s}
+    return {
+        "log": res.log_path,
+        "decisions": res.decisions,
+        "status": res.status,
+        "score": s,
+        "stimulus_log": stimulus_log,
+    }
