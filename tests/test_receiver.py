@@ -17,7 +17,12 @@ from rtdecode.daemon import Daemon
 from rtdecode.stream.ring import SHM_DIR, BlockRing, remove_stale_segments, segment_name
 
 from .test_online import rig
-from .test_reliability import ONSETS, assert_every_onset_accounted_for, short_recording  # noqa: F401 (fixture)
+from .test_reliability import (  # noqa: F401 (short_recording: a fixture)
+    ONSETS,
+    assert_every_onset_accounted_for,
+    short_recording,
+    wait_for_onsets,
+)
 
 
 def test_ring_hands_blocks_over_in_order_refuses_when_full_and_wraps(tmp_path):
@@ -76,9 +81,7 @@ def test_a_receiver_killed_mid_run_is_replaced_and_every_onset_decided_or_in_its
     th = threading.Thread(target=rep.run)
     th.start()
     try:
-        deadline = time.monotonic() + 30
-        while d.pipeline.counters()["onsets"] < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for_onsets(d, 5)
         first_pid = d.receiver.pid
         os.kill(first_pid, signal.SIGKILL)
         at_kill = d.pipeline.counters()["onsets"]

@@ -74,6 +74,13 @@ def assert_every_onset_accounted_for(records: list[dict], onsets, stream_s: floa
     assert s["processed"] + s["lost"] == pytest.approx(stream_s, abs=1e-5)  # every sample seen or in a gap
 
 
+def wait_for_onsets(daemon, n: int, timeout_s: float = 30.0) -> None:
+    """Until the daemon has seen ``n`` stimulus onsets (a replay is feeding it), or the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while daemon.pipeline.counters()["onsets"] < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _serve(bundle, recording, tmp_path, faults=(), speed=2.0):
     cfg = rig(16, tmp_path)
     res = replay_through_daemon(
@@ -696,9 +703,7 @@ def test_a_receiver_stalled_until_the_upstream_drops_leaves_every_onset_accounte
     th = threading.Thread(target=rep.run)
     th.start()
     try:
-        deadline = time.monotonic() + 30
-        while d.pipeline.counters()["onsets"] < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for_onsets(d, 5)
         pid = d.receiver.pid
         os.kill(pid, signal.SIGSTOP)
         time.sleep(4.0)  # 32 s of stream at 8x: more than the publisher and the socket buffers hold
