@@ -28,8 +28,7 @@ def _collect(replayer, port, n):
     th.start()
     # the replayer drops what no subscriber takes, like the GUI: heartbeat (which starts it) only once connected
     assert monitor.poll(5000), "the subscriber never connected to the replayer"
-    sub.disable_monitor()
-    monitor.close()
+    monitor.recv_multipart()  # the handshake event; the monitor is torn down once all is quiet (below)
     time.sleep(0.05)  # the subscription itself travels after the handshake
     req.send(json.dumps({"application": "test", "uuid": "1", "type": "heartbeat"}).encode())
     assert req.poll(5000)
@@ -39,6 +38,10 @@ def _collect(replayer, port, n):
         out.append(sub.recv_multipart())
     replayer.stop()
     th.join()
+    # libzmq can abort when a monitor is torn down while its socket still emits events
+    # (zeromq/libzmq#2083): unregister it only after the publisher is gone, then close
+    sub.disable_monitor()
+    monitor.close()
     sub.close()
     req.close()
     return reply, out
