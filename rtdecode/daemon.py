@@ -247,6 +247,8 @@ class Daemon:
             t.join(10)
         for decision in self.pipeline.finish("shutdown"):  # every onset gets its one decision
             self._publish(decision)
+        self.pipeline.gaps.settle()  # lost messages data never resumed after: their span, no samples
+        self._log_gaps()
         if self.state != "failed":
             self.state = "stopped"
         self.publisher.flush_log(wait_s=LOG_FLUSH_AT_STOP_S)  # what a failing log kept, if it takes it now
@@ -479,7 +481,7 @@ class Daemon:
                         {"event": "segment", "run_id": self.run_id, "segment": p.segment, "cause": a.detail}
                     )
                 elif a.kind not in NOT_LOSSES:
-                    p.on_lost(a.start_sample, a.end_sample, a.kind.replace("_", " "))
+                    p.on_lost(a.start_sample, a.end_sample, a.kind.replace("_", " "), a.data_end_unknown)
             return out
         if self.state == "ready":
             self.state = "running"

@@ -62,28 +62,53 @@ class GapLedger:
         self._new: list[Gap] = []
         self._segment = 1
         self._covered_until: int | None = None  # the end of the latest span counted in this segment
+        self._data_until: int | None = None  # the end of the latest samples counted lost in this segment
+        self._open: tuple[int, int, str] | None = None  # a span whose samples end where data resumes
         self.covering_cause: str | None = None  # the cause of the span that reached _covered_until
 
     def new_segment(self, segment: int) -> None:
+        self.settle()
         self._segment = segment
-        self._covered_until = None
+        self._covered_until = self._data_until = None
         self.covering_cause = None
 
     def add(self, start: int, end: int, cause: str, data_end: int | None = None) -> Gap | None:
         """Samples ``[start, end)`` were not seen whole; returns the gap counted (None: nothing new).
         ``data_end`` (default ``end``): where the samples lost end, when the span reaches further to
-        cover events (lost messages end at the sample of the message that revealed them, which came)."""
-        start, end = int(start), int(end)
-        data_end = end if data_end is None else min(int(data_end), end)
-        if self._covered_until is not None:
-            start = max(start, self._covered_until)
-        if end <= start:
+        cover events. A span reported before data resumes ends the open one's samples at ``start``."""
+        self.settle(start)
+        return self._count(int(start), int(end), cause, int(end) if data_end is None else int(data_end))
+
+    def open(self, start: int, end: int, cause: str) -> None:
+        """Events and samples from ``start`` were lost, and the report (lost messages revealed by the
+        message at ``end - 1``, which may be an event inside a block that will come whole) cannot
+        know where the samples lost end: they end where data resumes (:meth:`settle`). Counted then."""
+        self.settle(start)
+        self._open = (int(start), int(end), cause)
+
+    def settle(self, data_resumes: int | None = None) -> Gap | None:
+        """Data resumes at ``data_resumes`` (None: it never did, e.g. the stream ended; no samples are
+        counted lost for the open span): the open span, if any, is counted now, reaching that far."""
+        if self._open is None:
             return None
-        gap = Gap(self._segment, start, end, cause, self.sample_rate, max(0, data_end - start))
+        (start, end, cause), self._open = self._open, None
+        data_end = start if data_resumes is None else max(start, int(data_resumes))
+        return self._count(start, max(end, data_end), cause, data_end)
+
+    def _count(self, start: int, end: int, cause: str, data_end: int) -> Gap | None:
+        data_end = min(data_end, end)
+        data_from = start if self._data_until is None else max(start, self._data_until)
+        samples = max(0, data_end - data_from)
+        first = data_from if samples else (start if self._covered_until is None else max(start, self._covered_until))
+        if end <= first:
+            return None
+        gap = Gap(self._segment, first, end, cause, self.sample_rate, samples)
         if self._covered_until is None or end >= self._covered_until:
             self._covered_until, self.covering_cause = end, cause
+        if samples:
+            self._data_until = data_end
         self.count += 1
-        self.samples_by_cause[cause] += gap.samples_lost
+        self.samples_by_cause[cause] += samples
         self.recent = [*self.recent[-(KEEP_RECENT - 1) :], gap]
         self._new.append(gap)
         return gap

@@ -248,12 +248,15 @@ class OnlinePipeline:
             self._onsets_in_segment += 1
         self.tracker.on_ttl(line, state, sample)
 
-    def on_lost(self, start: int, end: int, reason: str) -> None:
+    def on_lost(self, start: int, end: int, reason: str, data_end_unknown: bool = False) -> None:
         """Samples ``[start, end)`` were not seen whole (lost messages, a gap, an overrun): trials
-        overlapping them are decided ``degraded: <reason>``; the span is counted in :attr:`gaps`."""
+        overlapping them are decided ``degraded: <reason>``; the span is counted in :attr:`gaps`
+        (``data_end_unknown``: the samples lost end where the next block starts, see :class:`Anomaly`)."""
         self.tracker.on_anomaly(start, end, reason)
-        # lost messages: the span reaches the (received) message that revealed them, for its events
-        self.gaps.add(start, end, reason, end - 1 if reason == "message gap" else end)
+        if data_end_unknown:
+            self.gaps.open(start, end, reason)
+        else:
+            self.gaps.add(start, end, reason)
 
     def expect_gap(self, cause: str) -> None:
         """The next jump in sample numbers has a known cause (e.g. the receiver process was replaced)."""
@@ -274,6 +277,7 @@ class OnlinePipeline:
     def on_block(self, first_sample: int, data: np.ndarray, arrival_ns: int) -> list[Decision]:
         """One block (samples x channels, uV) starting at ``first_sample``; the decisions it closes."""
         sorter = self.sorter
+        self.gaps.settle(first_sample)  # lost messages before this block: their samples end here
         if self.stream_start is None:
             self.stream_start = first_sample
             for onset, (seg, _, k) in list(self._onset_index.items()):  # TTLs come before their block's data

@@ -107,6 +107,9 @@ class Anomaly:
     start_sample: int  # first affected sample (inclusive)
     end_sample: int  # end (exclusive)
     detail: str
+    # Lost messages are revealed by the next message that came, which may be an event inside a block
+    # that then arrives whole: the samples lost end where data resumes, not at end_sample.
+    data_end_unknown: bool = False
 
 
 class BlockAssembler:
@@ -205,6 +208,7 @@ class BlockAssembler:
                     min(start, at_sample),
                     at_sample + 1,
                     f"{num - last - 1} message(s) lost (message_num {last} -> {num})",
+                    data_end_unknown=True,
                 )
             )
             self.last_message_num = num

@@ -115,6 +115,7 @@ class FalconAssembler:
                         min(start, msg.sample_num),
                         msg.sample_num + 1,
                         f"{num - last - 1} block(s) lost (message_id {last} -> {num})",
+                        data_end_unknown=True,
                     )
                 )
             else:
