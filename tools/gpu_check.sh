@@ -6,8 +6,8 @@
 #   tools/gpu_check.sh --fetch-wheels DIR download, on a machine with PyPI, the wheels it can use
 #                                          (pytest, onnxruntime, onnx; CPython 3.12, x86_64 Linux)
 #
-# 1. a venv that sees the machine's torch (--system-site-packages); wheels from DIR, if given,
-#    are installed into it without the network (pytest for the tests, onnxruntime for the logit
+# 1. the machine's Python and torch; wheels from DIR, if given, are installed into a folder of
+#    their own (first on PYTHONPATH) without the network (pytest for the tests, onnxruntime for the logit
 #    comparison); whatever is missing is skipped, with the reason, never estimated;
 # 2. the `cuda`- and `gpu`-marked tests (tests/test_gpu.py needs torch, torchvision and pytest;
 #    the TensorRT test needs tensorrt and the project's dependencies and says so when absent);
@@ -24,7 +24,9 @@ if [[ "${1:-}" == "--fetch-wheels" ]]; then
     dir=${2:?usage: tools/gpu_check.sh --fetch-wheels DIR}
     "$PY" -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-        -d "$dir" pytest onnxruntime onnx && "$PY" -m pip download --no-deps -d "$dir" efficientnet-lite-pytorch
+        -d "$dir" pytest onnxruntime && "$PY" -m pip download --no-deps -d "$dir" efficientnet-lite-pytorch \
+        && "$PY" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+            --platform manylinux_2_28_x86_64 -d "$dir" "torchvision==${TORCHVISION:-0.29.1}"
     exit $?
 fi
 if [[ "${1:-}" == "--wheels" ]]; then
@@ -36,16 +38,25 @@ echo "== machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "nvidia-smi: not found"
 "$PY" -c 'import sys, platform; print("python", platform.python_version())'
 
-VENV=${VENV:-/tmp/rtdecode-gpu-venv}
-if [[ ! -x "$VENV/bin/python" ]]; then
-    "$PY" -m venv --system-site-packages "$VENV" || { echo "cannot make a venv; using $PY as it is"; VENV=""; }
-fi
-VPY=${VENV:+$VENV/bin/python}
-VPY=${VPY:-$PY}
+# The machine's own Python keeps its torch (a venv may not see it: it can live in the user site);
+# the wheels go to a folder of their own, put first on PYTHONPATH.
+VPY=$PY
+EXTRA=${EXTRA:-/tmp/rtdecode-gpu-extra}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [[ -n "$WHEELS" ]]; then
-    echo "== installing from $WHEELS (no network)"
-    "$VPY" -m pip install -q --no-index --find-links "$WHEELS" pytest onnxruntime onnx efficientnet-lite-pytorch 2>&1 | tail -3 \
-        || echo "some wheels did not install; what needs them is skipped"
+    echo "== installing from $WHEELS (no network) into $EXTRA"
+    for pkg in pytest onnxruntime; do
+        "$PY" -m pip install -q --no-index --find-links "$WHEELS" --target "$EXTRA" "$pkg" 2>&1 | tail -2 \
+            || echo "$pkg did not install; what needs it is skipped"
+    done
+    "$PY" -m pip install -q --no-index --no-deps --find-links "$WHEELS" --target "$EXTRA" efficientnet-lite-pytorch \
+        2>&1 | tail -2  # it names torch as a dependency; the machine's is used
+    rm -rf "$EXTRA"/numpy "$EXTRA"/numpy-* "$EXTRA"/numpy.libs  # the machine's numpy stays (its torch's)
+    export PYTHONPATH="$PWD:$EXTRA"
+    if ! "$VPY" -c 'import torchvision' 2>/dev/null && ls "$WHEELS"/torchvision-*.whl >/dev/null 2>&1; then
+        echo "== torchvision missing: trying the wheel in $WHEELS (no deps; it must match this torch)"
+        "$PY" -m pip install -q --no-index --no-deps --target "$EXTRA" "$WHEELS"/torchvision-*.whl 2>&1 | tail -3
+    fi
 fi
 
 echo "== tests marked cuda / gpu"
@@ -54,7 +65,7 @@ if "$VPY" -c 'import pytest' 2>/dev/null; then
     if "$VPY" -c 'import rtdecode.offline.sim.simulate' 2>/dev/null; then
         files="tests"  # the whole project is importable: every gpu/cuda-marked test
     fi
-    PYTHONPATH=$PWD timeout 300 "$VPY" -m pytest -q -p no:cacheprovider -o addopts="-ra" -m "cuda or gpu" $files \
+    timeout 300 "$VPY" -m pytest -q -p no:cacheprovider -o addopts="-ra" -m "cuda or gpu" $files \
         2>&1 | tee "$OUT/gpu_tests.txt" | tail -25
     echo "pytest exit code ${PIPESTATUS[0]}" | tee -a "$OUT/gpu_tests.txt"
 else
@@ -62,5 +73,5 @@ else
 fi
 
 echo "== latency and parity"
-PYTHONPATH=$PWD timeout 300 "$VPY" tools/gpu_check.py 2>&1 | tee "$OUT/gpu_check.txt" | tail -60
+timeout 300 "$VPY" tools/gpu_check.py 2>&1 | tee "$OUT/gpu_check.txt" | tail -60
 echo "== done in $(( $(date +%s) - start )) s; results in $OUT"
