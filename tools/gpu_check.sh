@@ -4,7 +4,8 @@
 #
 #   tools/gpu_check.sh [--wheels DIR]     run the checks (no network needed)
 #   tools/gpu_check.sh --fetch-wheels DIR download, on a machine with PyPI, the wheels it can use
-#                                          (pytest, onnxruntime, onnx; CPython 3.12, x86_64 Linux)
+#                                          (pytest, onnxruntime, efficientnet-lite-pytorch, torchvision;
+#                                          CPython 3.12, x86_64 Linux)
 #
 # 1. the machine's Python and torch; wheels from DIR, if given, are installed into a folder of
 #    their own (first on PYTHONPATH) without the network (pytest for the tests, onnxruntime for the logit
@@ -12,7 +13,8 @@
 # 2. the `cuda`- and `gpu`-marked tests (tests/test_gpu.py needs torch, torchvision and pytest;
 #    the TensorRT test needs tensorrt and the project's dependencies and says so when absent);
 # 3. tools/gpu_check.py: GoogLeNet 1x3x224x224 latency p50/p99 through the torch-cuda backend in
-#    fp16 and fp32 (CUDA graphs) and fp16 eager, and the largest logit difference to ONNX Runtime
+#    fp16 and fp32 (CUDA graphs) and fp16 eager, EfficientNet-Lite0 in fp16 and fp32 (CUDA graphs),
+#    and GoogLeNet's largest logit difference to ONNX Runtime
 #    on the CPU. Results in $OUT/gpu_check.json (OUT defaults to ./gpu_check_out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
