@@ -534,8 +534,8 @@ def bench_online(
         str, typer.Option(help="model precision of the whole-path run: fp32, or int8 (the bundle's INT8 model)")
     ] = "fp32",
     protocol: Annotated[
-        str, typer.Option(help="input protocol of the whole-path run: zmq-interface or falcon-output")
-    ] = "zmq-interface",
+        str, typer.Option(help="input protocol of the whole-path run: one the replayer publishes as")
+    ] = "",
     preprocess_threads: Annotated[
         int, typer.Option(help="[sorting] preprocess_threads of the whole-path run (cores to spare)")
     ] = 1,
@@ -554,8 +554,11 @@ def bench_online(
         ) from None
     if precision not in ("fp32", "int8"):
         raise typer.BadParameter(f"--precision {precision!r}: expected fp32 or int8")
-    if protocol not in ("zmq-interface", "falcon-output"):
-        raise typer.BadParameter(f"--protocol {protocol!r}: expected zmq-interface or falcon-output")
+    from rtdecode.replay.replayer import PROTOCOLS
+
+    protocol = protocol or PROTOCOLS[0]
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     unknown = [e for e in names if e not in ENGINES]
     if unknown or (chans and min(chans) < 8) or not (chans or whole_path_channels):
         raise typer.BadParameter(

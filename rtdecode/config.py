@@ -18,10 +18,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from rtdecode.errors import ConfigError
 from rtdecode.parameters import default, field
+from rtdecode.stream import sources
 
 Port = Annotated[int, Strict(), Field(ge=1024, le=65535, description="TCP port (1024-65535)")]
 #: Milliseconds from onset, written as a number (no ``true`` read as 1.0, no ``"32"`` read as 32),
@@ -49,10 +50,10 @@ class _Strict(BaseModel):
 class StreamConfig(_Strict):
     """The Open Ephys plugin (GUI 1.0: ZMQ Interface, or Falcon Output) this rig subscribes to."""
 
-    protocol: Literal["zmq-interface", "falcon-output"] = Field(
-        "zmq-interface",
-        description="the GUI plugin sending the stream: the ZMQ Interface (one message per channel per "
-        "block, TTL events) or Falcon Output (one FlatBuffers message per block, TTL lines as bits)",
+    protocol: str = Field(
+        default_factory=lambda: sources.default().name,
+        description="the plugin sending the stream, a registered stream source: "
+        + "; ".join(f"{s.name}: {s.summary}" for s in map(sources.get, sources.names())),
     )
     host: str = Field("127.0.0.1", description="host running the GUI (or `rtdecode replay`)")
     data_port: Port = Field(description="the plugin's data (PUB) port; ZMQ Interface default 5556, Falcon Output 3335")
@@ -88,15 +89,25 @@ class StreamConfig(_Strict):
             )
         return self
 
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, v: str) -> str:
+        sources.get(v)  # ValueError naming the registered ones
+        return v
+
+    @property
+    def source(self) -> sources.StreamSource:
+        return sources.get(self.protocol)
+
     @model_validator(mode="after")
     def _heartbeat_is_next_port(self) -> StreamConfig:
-        if self.protocol != "zmq-interface":
-            return self
+        if not self.source.heartbeat:
+            return self  # e.g. Falcon Output: nothing answers there
         if self.heartbeat_port is None:
             object.__setattr__(self, "heartbeat_port", self.data_port + 1)  # frozen: set once, here
         if self.heartbeat_port != self.data_port + 1:
             raise ValueError(
-                f"heartbeat_port must be data_port + 1 = {self.data_port + 1} (the ZMQ Interface "
+                f"heartbeat_port must be data_port + 1 = {self.data_port + 1} (the {self.protocol} "
                 f"plugin binds its REP socket there), got {self.heartbeat_port}"
             )
         return self

@@ -508,8 +508,8 @@ class Daemon:
     # -- heartbeat ---------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
         s = self.cfg.stream
-        if s.protocol != "zmq-interface":
-            return  # Falcon Output has no heartbeat socket
+        if not s.source.heartbeat:
+            return  # e.g. Falcon Output: no heartbeat socket
         msg = json.dumps({"application": "rtdecode", "uuid": str(uuid.uuid4()), "type": "heartbeat"}).encode()
         sock = None
         while not self._stop.is_set():

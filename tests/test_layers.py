@@ -102,3 +102,21 @@ def test_the_wheel_holds_the_rig_configs_and_the_subpackages(tmp_path):
     ):
         assert want in names, want
     assert not [n for n in names if n.startswith(("offline/", "tools/", "rig_configs/"))]
+
+
+def test_protocol_names_are_written_only_in_the_stream_source_registry():
+    """Adding an input protocol touches one module: no other code names one (rtdecode.stream.sources)."""
+    from rtdecode.stream import sources
+
+    names = sources.names()
+    offenders = {}
+    for top in ("rtdecode", "offline", "tools"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("rtdecode/stream/") and rel.endswith("_source.py"):
+                continue
+            text = path.read_text()
+            hits = [n for n in names if f'"{n}"' in text or f"'{n}'" in text]
+            if hits:
+                offenders[rel] = hits
+    assert offenders == {}

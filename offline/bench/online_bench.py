@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from rtdecode.offline.sim.extracellular import spike_vector, unit_templates, voltage_recording
 from rtdecode.offline.sim.probe import neuropixels1_probe
+from rtdecode.replay.replayer import ZMQ_INTERFACE
 
 from rtdecode.parameters import default
 from rtdecode.sorting.spikeinterface_engine import EngineUnavailable
@@ -380,7 +381,7 @@ def bench_whole_path(
     cfg=None,
     preload: bool | None = None,
     precision: str = "fp32",
-    protocol: str = "zmq-interface",
+    protocol: str = ZMQ_INTERFACE,
     preprocess_threads: int = 1,
 ) -> dict:
     """Replay a synthetic stream (separate process) through the daemon; latency and capacity.
@@ -481,7 +482,7 @@ def run_online_bench(
     seed: int = 0,
     log=print,
     precision: str = "fp32",
-    protocol: str = "zmq-interface",
+    protocol: str = ZMQ_INTERFACE,
     preprocess_threads: int = 1,
 ) -> dict:
     from rtdecode.offline.bench.offline_bench import machine

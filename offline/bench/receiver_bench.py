@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import zmq
+from rtdecode.replay.replayer import PROTOCOLS
 
 from rtdecode.config import StreamConfig
 from rtdecode.stream.items import ReceiverCounters, RingBlockItem
 from rtdecode.stream.receiver_process import ReceiverProcess
 
 FS = 30000.0
-PROTOCOLS = ("zmq-interface", "falcon-output")
 
 
 def _free_port() -> int:
@@ -42,7 +42,6 @@ def receive_once(recording: Path, n_channels: int, protocol: str, log=print) -> 
     cfg = StreamConfig(
         protocol=protocol,
         data_port=port,
-        heartbeat_port=port + 1 if protocol == "zmq-interface" else None,
         stream_name="ProbeA-AP",
         channel_count=n_channels,
         sample_rate=FS,
@@ -74,7 +73,7 @@ def receive_once(recording: Path, n_channels: int, protocol: str, log=print) -> 
     replayer = Replayer(
         recording, port, speed=None, preload=True, send_hwm=0, protocol=protocol, wait_for_heartbeat_s=10
     )
-    if protocol == "zmq-interface":
+    if cfg.source.heartbeat:
         # the daemon's heartbeat thread is not here: answer the replayer's wait with one heartbeat
         threading.Thread(target=_one_heartbeat, args=(ctx, port + 1), daemon=True).start()
     t0 = time.monotonic()

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtdecode.replay.replayer import PLUGIN_SEND_HWM, Fault, Replayer, ReplayStats
+from rtdecode.replay.replayer import PLUGIN_SEND_HWM, ZMQ_INTERFACE, Fault, Replayer, ReplayStats
 
 from rtdecode.client import DecisionClient
 from rtdecode.config import RigConfig
@@ -44,7 +44,7 @@ class ReplayerProcess:
         preload: bool = False,
         loop: bool = False,
         lossless: bool = False,
-        protocol: str = "zmq-interface",
+        protocol: str = ZMQ_INTERFACE,
     ) -> None:
         self.cmd = (
             [

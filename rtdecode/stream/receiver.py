@@ -4,10 +4,11 @@ It runs as its own interpreter (``python -m rtdecode.stream.receiver SPEC``), so
 inference ever holds it up: it takes messages off the socket as fast as they come, whatever the
 worker is doing, and libzmq's queue on our side never grows. For each message it
 
-- parses it (a malformed one is counted and logged, never fatal);
-- passes it through the :class:`~rtdecode.stream.gate.StrayGate` and the
-  :class:`~rtdecode.stream.assembler.BlockAssembler` (continuity, foreign messages, restarts);
-- judges whether the stream fits (:class:`~rtdecode.stream.fit.StreamFit`);
+- parses it with the reader of the configured :class:`~rtdecode.stream.sources.StreamSource`
+  (a malformed one is counted and logged, never fatal);
+- passes it through the :class:`~rtdecode.stream.gate.StrayGate` and the reader's assembler
+  (continuity, foreign messages, restarts), which judges with
+  :class:`~rtdecode.stream.fit.StreamFit` whether the stream fits;
 - writes each complete block into the shared-memory :class:`~rtdecode.stream.ring.BlockRing` and
   tells the worker its sequence number; TTLs, anomalies, lost spans (a full ring), verdicts and
   counters travel beside it, in stream order, on one PUSH socket (``rtdecode.stream.items``).
@@ -30,9 +31,7 @@ from dataclasses import asdict, dataclass, field
 
 import zmq
 
-from rtdecode.stream.assembler import BlockAssembler
-from rtdecode.stream.falcon import parse_continuous_data
-from rtdecode.stream.falcon_assembler import FalconAssembler
+from rtdecode.stream import sources
 from rtdecode.stream.fit import StreamFit
 from rtdecode.stream.gate import StrayGate
 from rtdecode.stream.items import (
@@ -43,9 +42,8 @@ from rtdecode.stream.items import (
     ReceiverCounters,
     ReceiverReady,
     RingBlockItem,
-    TtlItem,
 )
-from rtdecode.stream.protocol import DataMessage, ProtocolError, TtlMessage, parse_frames
+from rtdecode.stream.protocol import ProtocolError
 from rtdecode.stream.ring import BlockRing
 
 #: A hard cap against absurd allocations (libzmq disconnects a peer that exceeds it), far above any
@@ -74,7 +72,8 @@ class ReceiverSpec:
     slot_samples: int
     events_address: str
     parent_pid: int
-    protocol: str = "zmq-interface"  # or "falcon-output"
+    protocol: str  # a registered stream source (rtdecode.stream.sources)
+    protocol_module: str  # the module that registers it (imported here first)
     #: wait for room when the ring is full instead of refusing the block (lossless benchmarks and
     #: offline replays; a rig drops and degrades, so the receiver never stops draining the socket)
     wait_when_full: bool = False
@@ -91,17 +90,10 @@ class ReceiverSpec:
 class Receiver:
     def __init__(self, spec: ReceiverSpec) -> None:
         self.spec = spec
-        self.assembler = BlockAssembler(
-            spec.channel_count, spec.stream_name, spec.sample_rate, channel_numbers=spec.channel_numbers
-        )
-        self.falcon = (
-            FalconAssembler(spec.channel_count, spec.stream_name, spec.sample_rate)
-            if spec.protocol == "falcon-output"
-            else None
-        )
-        self.gate = StrayGate(self.falcon or self.assembler)  # one gate for either protocol
-        seen = (self.falcon or self.assembler).streams_seen
-        self.fit = StreamFit(spec.channel_count, spec.sample_rate, seen)
+        self.reader = sources.get(spec.protocol, spec.protocol_module).reader(spec)
+        self.assembler = self.reader.assembler
+        self.gate = StrayGate(self.assembler)  # one gate for every protocol
+        self.fit = StreamFit(spec.channel_count, spec.sample_rate, self.assembler.streams_seen)
         self.ring = BlockRing(spec.ring_name, spec.ring_slots, spec.slot_samples, spec.channel_count, create=False)
         self.ctx = zmq.Context()
         self.events = self.ctx.socket(zmq.PUSH)
@@ -126,7 +118,7 @@ class Receiver:
         self._send(LogItem(text))
 
     def _send_counters(self, final: bool = False) -> None:
-        assembler = self.assembler if self.falcon is None else self.falcon
+        assembler = self.assembler
         counters = {**assembler.counters, **self.gate.counters, **self.counters}
         cpu = time.process_time() - self._cpu0
         streams = {k: dict(v) for k, v in assembler.streams_seen.items()}
@@ -135,71 +127,32 @@ class Receiver:
         )
 
     # -- messages ----------------------------------------------------------------------------------
-    def on_frames(self, frames: list[bytes], now: int) -> None:
-        if self.falcon is not None:
-            self._on_falcon(frames, now)
-            return
+    def on_frames(self, frames: list, now: int) -> None:
         try:
-            msg = parse_frames(frames)
+            msg = self.reader.parse(frames)
         except ProtocolError as err:
             self.counters["malformed"] += 1
             if self.counters["malformed"] <= MAX_LOGGED_MALFORMED:
                 self._log(f"warning: malformed message ignored: {err}")
             return
-        if not isinstance(msg, DataMessage | TtlMessage):
-            return  # valid messages of other kinds (spikes, text events): not used here
+        if msg is None:
+            return  # a valid message of a kind not used here
         for m in self.gate.admit(msg):
             self._assemble(m, now)
 
-    def _on_falcon(self, frames: list[bytes], now: int) -> None:
-        try:
-            if len(frames) != 1:
-                raise ProtocolError(f"a Falcon Output message is one frame, got {len(frames)}")
-            msg = parse_continuous_data(frames[0])
-        except ProtocolError as err:
-            self.counters["malformed"] += 1
-            if self.counters["malformed"] <= MAX_LOGGED_MALFORMED:
-                self._log(f"warning: malformed message ignored: {err}")
-            return
-        for m in self.gate.admit(msg):
-            self._assemble_falcon(m, now)
-
-    def _assemble_falcon(self, msg, now: int) -> None:
-        block, ttls, anomalies = self.falcon.on_message(msg, now)
-        verdict = self.fit.on_falcon(msg, anomalies, block is not None)
-        if verdict is not None:
-            self._send(FitItem(self.fit.unfit_reason))
-        if anomalies:
-            self._send(AnomaliesItem(anomalies, now))
-        for line, state, sample in ttls:
-            self._send(TtlItem(line, state, sample, now))
-        if block is not None:
+    def _assemble(self, msg, now: int) -> None:
+        out = self.reader.assemble(msg, now, self.fit)
+        if out.verdict is not None:
+            self._send(FitItem(self.fit.unfit_reason))  # None: the stream fits again
+        if out.anomalies:
+            self._send(AnomaliesItem(out.anomalies, now))
+        for ttl in out.ttls:
+            self._send(ttl)
+        if out.block is not None:
             if self.first_block_ns is None:
                 self.first_block_ns = now
-            self.samples_received += len(block.data)
-            self._to_ring(block.sample_num, block.data, now)
-
-    def _assemble(self, msg: DataMessage | TtlMessage, now: int) -> None:
-        if isinstance(msg, TtlMessage):
-            ours, anomalies = self.assembler.on_ttl(msg)
-            if anomalies:
-                self._send(AnomaliesItem(anomalies, now))
-            if ours:
-                self._send(TtlItem(msg.line, msg.state, msg.sample_num, now, msg.source_node))
-            return
-        block, anomalies = self.assembler.on_data(msg, now)
-        verdict = self.fit.on_data(msg, anomalies, block is not None)
-        if verdict == "unfit":
-            self._send(FitItem(self.fit.unfit_reason))
-        elif verdict == "fit":
-            self._send(FitItem(None))
-        if anomalies:
-            self._send(AnomaliesItem(anomalies, now))
-        if block is not None:
-            if self.first_block_ns is None:
-                self.first_block_ns = now
-            self.samples_received += len(block.data)
-            self._to_ring(block.sample_num, block.data, now)
+            self.samples_received += len(out.block.data)
+            self._to_ring(out.block.sample_num, out.block.data, now)
 
     def _to_ring(self, first: int, data, now: int) -> None:
         step = self.ring.slot_samples
@@ -234,9 +187,7 @@ class Receiver:
         next_counters = time.monotonic() + COUNTERS_EVERY_S
         self._cpu0 = time.process_time()
         try:
-            # Falcon's one large frame is read in place (no copy into bytes); the ZMQ Interface's three
-            # small frames are cheaper copied.
-            copy = self.falcon is None
+            copy = self.reader.copy_frames  # large frames are read in place, small ones copied
             while not self._stop:
                 if sub.poll(100):
                     # drain what is queued without a poll per message (384 messages per block)
@@ -258,7 +209,7 @@ class Receiver:
         finally:
             now = time.monotonic_ns()
             for m in self.gate.flush():
-                (self._assemble if self.falcon is None else self._assemble_falcon)(m, now)
+                self._assemble(m, now)
             if self._lost is not None:
                 lost, self._lost = self._lost, None
                 self._send(lost)

@@ -23,6 +23,7 @@ from pathlib import Path
 import zmq
 
 from rtdecode.errors import RtdecodeError
+from rtdecode.stream import sources
 from rtdecode.stream.items import ReceiverEvent, ReceiverReady
 from rtdecode.stream.receiver import ReceiverSpec
 from rtdecode.stream.ring import BlockRing, remove_stale_segments, ring_bytes, segment_name
@@ -67,6 +68,7 @@ class ReceiverProcess:
             events_address=self.events_address,
             parent_pid=os.getpid(),
             protocol=stream.protocol,
+            protocol_module=sources.get(stream.protocol).module,
             wait_when_full=wait_when_full,
         )
         self.proc: subprocess.Popen | None = None

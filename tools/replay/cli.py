@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rtdecode.replay.replayer import PROTOCOLS
 
 from rtdecode.console import err_console
+from rtdecode.stream import sources
 
 
 def register(app: typer.Typer) -> None:
@@ -19,15 +21,18 @@ def replay(
     recording: Annotated[Path, typer.Argument(help="Open Ephys recording folder (holding 'Record Node ...')")],
     port: Annotated[
         int | None,
-        typer.Option(help="data port (default: ZMQ Interface 5556, heartbeats on port + 1; Falcon Output 3335)"),
+        typer.Option(
+            help="data port (default: the protocol's: "
+            + ", ".join(f"{s.name} {s.default_data_port}" for s in map(sources.get, PROTOCOLS))
+            + "; heartbeats on port + 1 where the protocol has them)"
+        ),
     ] = None,
     protocol: Annotated[
         str,
         typer.Option(
-            help="publish as the ZMQ Interface plugin (zmq-interface: one message per channel per block) or as "
-            "Falcon Output (falcon-output: one FlatBuffers message per block, TTL lines as bits)"
+            help="the plugin to publish as: " + "; ".join(f"{s.name}: {s.summary}" for s in map(sources.get, PROTOCOLS))
         ),
-    ] = "zmq-interface",
+    ] = PROTOCOLS[0],
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     speed: Annotated[str, typer.Option(help="1 = real time, N = N x real time, max = as fast as possible")] = "1",
     block_samples: Annotated[
@@ -68,15 +73,13 @@ def replay(
     ] = False,
 ) -> None:
     """Re-publish a recording exactly as the Open Ephys GUI's ZMQ Interface (or Falcon Output) plugin does."""
-    from rtdecode.replay.replayer import PLUGIN_SEND_HWM, PROTOCOLS, Fault, Replayer
-
-    from rtdecode.stream.falcon import FALCON_DEFAULT_PORT
+    from rtdecode.replay.replayer import PLUGIN_SEND_HWM, Fault, Replayer
 
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
-    falcon = protocol == "falcon-output"
+    source = sources.get(protocol)
     if port is None:
-        port = FALCON_DEFAULT_PORT if falcon else 5556
+        port = source.default_data_port
 
     from rtdecode.config import is_loopback
 
@@ -125,7 +128,8 @@ def replay(
         f"replaying {recording} as stream {r.stream_name!r}: {src.n_channels} ch x {src.n_samples} samples at "
         f"{src.sample_rate:g} Hz, "
         f"{len(src.ttl_samples)} TTL events, on tcp://{host}:{port} "
-        + ("as Falcon Output" if falcon else f"(heartbeat :{port + 1})")
+        + f"as {protocol}"
+        + (f" (heartbeat :{port + 1})" if source.heartbeat else "")
         + f", speed {speed}, "
         + ("lossless" if lossless else f"send high-water mark {PLUGIN_SEND_HWM} messages (drops beyond, as the plugin)")
     )

@@ -14,7 +14,7 @@ recording's numbering, so it may have gaps), and keeps libzmq's default send hig
 explicit lossless mode for throughput benchmarks. On close it lingers 30 s (lossless: up to 10 min,
 so a slower subscriber still receives the whole tail).
 
-With ``protocol="falcon-output"`` it publishes as the Falcon Output plugin does instead
+With ``protocol=FALCON_OUTPUT`` it publishes as the Falcon Output plugin does instead
 (``rtdecode.stream.falcon``): one FlatBuffers message per block holding every selected channel,
 channel-major, and a per-sample ``event_codes`` word with the TTL lines (0..15) as bits;
 ``message_id`` from 1; no heartbeat socket (the plugin has none: a subscription on the XPUB socket
@@ -60,6 +60,7 @@ import numpy as np
 import zmq
 
 from rtdecode.errors import RecordingError
+from rtdecode.stream import falcon_output_source, zmq_interface_source
 from rtdecode.stream.falcon import FALCON_TTL_LINES, parse_continuous_data, serialise_continuous_data
 from rtdecode.stream.protocol import EVENT_ENVELOPE, BlockFramer, ttl_frames
 from rtdecode.stream.recording import RecordingSource
@@ -70,7 +71,9 @@ CLOSE_LINGER_MS = 30_000
 LOSSLESS_LINGER_MS = 600_000
 FAULT_KINDS = ("drop", "duplicate", "reorder", "truncate", "corrupt", "restart", "stall", "stray")
 STRAY_KINDS = ("channel", "rate", "stream", "sample", "stranger", "huge", "twin", "id")
-PROTOCOLS = ("zmq-interface", "falcon-output")
+ZMQ_INTERFACE, FALCON_OUTPUT = zmq_interface_source.NAME, falcon_output_source.NAME
+#: The sources this replayer publishes as (the registry may hold others: it has no writer for them).
+PROTOCOLS = (ZMQ_INTERFACE, FALCON_OUTPUT)
 ORIGINS = ("recording", "zero")
 
 
@@ -152,7 +155,7 @@ class Replayer:
         preload: bool = False,
         channels: list[int] | None = None,
         send_hwm: int = PLUGIN_SEND_HWM,
-        protocol: str = "zmq-interface",
+        protocol: str = ZMQ_INTERFACE,
         origin: str = "recording",
         file_reader_names: bool = True,
         variable_blocks: bool = False,
@@ -163,9 +166,9 @@ class Replayer:
             raise ValueError("preload renders every message before sending; it cannot inject faults")
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
-        if protocol != "falcon-output" and any(f.kind == "stray" and f.what == "id" for f in faults or []):
+        if protocol != FALCON_OUTPUT and any(f.kind == "stray" and f.what == "id" for f in faults or []):
             raise ValueError("stray=K:id is a Falcon Output message (message_id); the ZMQ Interface's is 'stranger'")
-        if protocol == "falcon-output" and any(f.kind == "stray" and f.what == "twin" for f in faults or []):
+        if protocol == FALCON_OUTPUT and any(f.kind == "stray" and f.what == "twin" for f in faults or []):
             raise ValueError("stray=K:twin claims another channel of a block; Falcon Output sends whole blocks")
         self.protocol = protocol
         self.source = RecordingSource(recording_dir)
@@ -230,7 +233,7 @@ class Replayer:
 
     # -- publishing --------------------------------------------------------------------------------
     def run(self) -> ReplayStats:
-        falcon = self.protocol == "falcon-output"
+        falcon = self.protocol == FALCON_OUTPUT
         # XPUB sends as PUB does and also tells us when a subscriber is there (Falcon has no heartbeat)
         pub = self._ctx.socket(zmq.XPUB if falcon else zmq.PUB)
         # Long enough that a slower subscriber still gets the tail of a lossless replay before we exit.
@@ -404,7 +407,7 @@ class Replayer:
                 time.sleep(delay)
 
     def _replay_once(self, pub) -> None:
-        if self.protocol == "falcon-output":
+        if self.protocol == FALCON_OUTPUT:
             self._replay_once_falcon(pub)
             return
         src = self.source
