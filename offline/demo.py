@@ -29,6 +29,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from rtdecode.scoring import score_decisions
+
 DEMO_ANIMALS = 3
 DEMO_REPEATS = 2  # two blocks of each family: classes not confounded with time, ~2 min per session
 DEMO_CHANNELS = 32
@@ -186,29 +188,6 @@ def run_demo(out: Path, seed: int, console: Console, progress) -> None:
         f"Decision log: {summary['log']}\nSession 2 as served (timeline, accuracy over time, latency): "
         f"{out / 'session_report' / 'report.md'}"
     )
-
-
-def score_decisions(decisions: list[dict], labels: pd.Series) -> dict:
-    """Accuracy (95 % interval), Brier score and the share right among confident decisions, of the
-    ``ok`` decisions whose onset has a natural/artificial label."""
-    from rtdecode.offline.statistics import brier, wilson_interval
-
-    ok = [d for d in decisions if d["status"] == "ok" and labels.get(d["onset_sample"]) in ("natural", "artificial")]
-    y = np.array([labels[d["onset_sample"]] == "natural" for d in ok], dtype=bool)
-    p = np.array([d["probabilities"]["natural"] for d in ok], dtype=np.float64)
-    right = (p >= 0.5) == y
-    confident = (p > 0.99) | (p < 0.01)
-    lo, hi = wilson_interval(int(right.sum()), len(ok))
-    return {
-        "n": len(ok),
-        "correct": int(right.sum()),
-        "accuracy": float(right.mean()) if len(ok) else float("nan"),
-        "ci95": [lo, hi],
-        "brier": brier(p, y),
-        "confident": int(confident.sum()),
-        "confident_right": float(right[confident].mean()) if confident.any() else float("nan"),
-        "natural_share_predicted": float((p >= 0.5).mean()) if len(ok) else float("nan"),
-    }
 
 
 def run_online(

@@ -28,6 +28,7 @@ import pandas as pd
 
 from rtdecode.errors import RtdecodeError
 from rtdecode.pipeline import LATENCY_STAGES
+from rtdecode.scoring import read_labels, score_decisions, wilson_interval
 
 #: Labelled trials per bin of the accuracy-over-time figure.
 ACCURACY_BIN = 50
@@ -113,22 +114,7 @@ def _piece_origins(t: pd.DataFrame) -> dict[tuple[str, int], tuple[float, float]
     return out
 
 
-def read_labels(path: Path) -> pd.Series:
-    try:
-        log = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise RtdecodeError(f"cannot read the stimulus log {path}: {err}") from None
-    missing = {"onset_sample", "label"} - set(log.columns)
-    if missing:
-        raise RtdecodeError(
-            f"{path}: no column(s) {', '.join(sorted(missing))}; a stimulus log needs onset_sample and label "
-            f"(it has {', '.join(map(str, log.columns))})"
-        )
-    return log.drop_duplicates("onset_sample").set_index("onset_sample")["label"]
-
-
 def summarise(t: pd.DataFrame, events: list[dict], labels: pd.Series | None) -> dict:
-    from rtdecode.offline.demo import score_decisions
 
     reasons = Counter(s.removeprefix("degraded: ") for s in t["status"] if s != "ok")
     runs = []
@@ -176,7 +162,6 @@ def summarise(t: pd.DataFrame, events: list[dict], labels: pd.Series | None) -> 
 
 
 def _bins(t: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
-    from rtdecode.offline.statistics import wilson_interval
 
     lab = t["onset_sample"].map(labels)
     ok = t[(t["status"] == "ok") & lab.isin(["natural", "artificial"])].copy()

@@ -20,25 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rtdecode.scoring import brier, wilson_interval  # noqa: F401  (the library's; re-exported here)
+
 CLASS_NAMES = ("artificial", "natural")  # label 0, 1
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = correct / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return (float(centre - half), float(centre + half))
-
-
-def brier(p_natural: np.ndarray, labels: np.ndarray) -> float:
-    """Mean squared error of p(natural) against the 0/1 label (0 perfect, 0.25 a coin)."""
-    p = np.asarray(p_natural, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.float64)
-    return float(np.mean((p - y) ** 2)) if len(p) else float("nan")
 
 
 def class_summary(labels: np.ndarray, predicted: np.ndarray) -> dict:

@@ -310,6 +310,54 @@ def watch(
             pass
 
 
+@app.command()
+def dashboard(
+    rig: Annotated[Path, typer.Option("--rig", help="rig config TOML of the daemon to watch")],
+    port: Annotated[int, typer.Option(help="HTTP port of the page")] = 8050,
+    host: Annotated[str, typer.Option(help="address to serve on (loopback unless --allow-remote)")] = "127.0.0.1",
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="stimulus log CSV (onset_sample, label): the page shows accuracy so far"),
+    ] = None,
+    allow_remote: Annotated[
+        bool, typer.Option(help="serve on a non-loopback address (the page has no authentication)")
+    ] = False,
+) -> None:
+    """Serve a live page of the running daemon: stream health, unit rates, decisions, latency, accuracy.
+
+    A process of its own: it reads the daemon's decision feed and asks its control socket for status
+    once a second, so it never slows decoding; it keeps going when the daemon restarts or the stream
+    pauses, and says so on the page. Open the printed address in a browser; Ctrl-C stops it."""
+    import time
+
+    from rtdecode.config import load_rig_config
+    from rtdecode.dashboard.feed import DashboardFeed
+    from rtdecode.dashboard.server import DashboardServer
+
+    cfg = load_rig_config(rig)
+    daemon_host = "127.0.0.1" if cfg.outputs.bind_host in ("0.0.0.0", "::") else cfg.outputs.bind_host
+    label_map = None
+    if labels is not None:
+        from rtdecode.scoring import read_labels
+
+        label_map = {int(k): str(v) for k, v in read_labels(labels).items()}
+    feed = DashboardFeed(
+        f"tcp://{daemon_host}:{cfg.outputs.decision_port}",
+        f"tcp://{daemon_host}:{cfg.outputs.control_port}",
+        curve=_client_curve(cfg),
+        labels=label_map,
+    )
+    server = DashboardServer(feed, host, port, allow_remote).start()
+    console.print(f"dashboard of {rig} on {server.url} (Ctrl-C stops it)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
 # ------------------------------------------------------------------------------------------------
 @app.command()
 def decode(

@@ -153,6 +153,7 @@ class Daemon:
         self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
         self.last_unfit_reason: str | None = None
         self._stop = threading.Event()
+        self._closed = False  # wait() has drained and closed everything (a second call returns at once)
         self._inject = None  # PUSH socket of inject(), made on first use
         self.threads: list[threading.Thread] = []
         self._worker: threading.Thread | None = None  # set at start
@@ -241,8 +242,11 @@ class Daemon:
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until stopped; then drain and close everything."""
+        """Block until stopped; then drain and close everything (once: later calls return)."""
         self._stop.wait(timeout)
+        if self._closed:
+            return
+        self._closed = True
         for t in self.threads:
             t.join(10)
         for decision in self.pipeline.finish("shutdown"):  # every onset gets its one decision
@@ -633,6 +637,13 @@ class Daemon:
             "decision_log_health": self.publisher.log_health(),
             "run_id": self.run_id,
             "stream_unfit": self.last_unfit_reason,
+            "stream": {
+                "protocol": self.cfg.stream.protocol,
+                "stream_name": self.cfg.stream.stream_name,
+                "channel_count": self.cfg.stream.channel_count,
+                "sample_rate": fs,
+            },
+            "units": {"spikes": self.pipeline.tracker.unit_spikes.tolist(), "stream_s": stream_s},
         }
 
     def _receiver_status(self, received_s: float) -> dict:

@@ -47,6 +47,7 @@ class TrialTracker:
         self.spike_units = np.empty(0, np.int64)
         self.anomalies: list[tuple[int, int, str]] = []
         self.counters = {"onsets": 0, "closed": 0, "degraded": 0}
+        self.unit_spikes = np.zeros(n_units, dtype=np.int64)  # spikes per unit so far (the dashboard's rates)
 
     def on_ttl(self, line: int, state: int, sample: int) -> None:
         if line == self.ttl_line and state:
@@ -67,6 +68,7 @@ class TrialTracker:
 
     def add_spikes(self, samples: np.ndarray, units: np.ndarray) -> None:
         if len(samples):
+            self.unit_spikes += np.bincount(units, minlength=len(self.unit_spikes))[: len(self.unit_spikes)]
             self.spike_samples = np.concatenate([self.spike_samples, samples])
             self.spike_units = np.concatenate([self.spike_units, units])
 

@@ -64,7 +64,7 @@ def test_calibration_and_second_session_images_are_on_one_scale(session2_log, la
 def test_a_never_calibrated_session_is_decoded_above_a_seeded_floor(session2_log, two_sessions, lab_bundle):
     """Session 2 decoded above chance (seed 11: 16 channels, 24 units, 2 repeats -- a small animal, ~70 %),
     as well as the cross-validated estimate on session 1 promised, with probabilities better than a coin."""
-    from rtdecode.offline.demo import score_decisions
+    from rtdecode.scoring import score_decisions
 
     decisions = [r for r in session2_log if "seq" in r]
     labels = _labels(two_sessions[1])
@@ -111,9 +111,9 @@ def test_an_efficientnet_bundle_is_pretrained_and_served_end_to_end(efficientnet
     """``rtdecode build --backbone efficientnet-lite0``: ImageNet weights, the same ONNX export and parity,
     every CPU backend rebuilds it, and ``serve`` decides every onset of session 2."""
     from rtdecode.offline.bench.session import replay_through_daemon
-    from rtdecode.offline.demo import score_decisions
 
     from rtdecode.inference.select import make_backend
+    from rtdecode.scoring import score_decisions
 
     from .test_online import rig
 

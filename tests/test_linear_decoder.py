@@ -67,7 +67,7 @@ def test_a_linear_bundle_says_what_it_holds_and_runs_on_every_cpu_backend(linear
 def test_serve_decodes_the_second_session_end_to_end_with_the_linear_bundle(linear_bundle, two_sessions, tmp_path):
     """The daemon, fed the never-calibrated session 2 by the replayer, decides every onset, above a
     seeded floor (the Wilson interval's lower bound)."""
-    from rtdecode.offline.demo import score_decisions
+    from rtdecode.scoring import score_decisions
 
     target = two_sessions[1]
     cfg = rig(16, tmp_path)
