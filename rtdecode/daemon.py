@@ -570,11 +570,8 @@ class Daemon:
                     if error is not None:
                         self.counters["bad_control_requests"] += 1
                         rep.send_json({"error": error})
-                    elif cmd == "status":
-                        rep.send_json(self.status())
                     else:
-                        rep.send_json({"ok": True, "state": "draining"})
-                        self.stop()
+                        rep.send_json(self._control_commands[cmd]())
                 except zmq.ZMQError as err:  # e.g. a reply the peer went away before: keep serving
                     self.log(f"warning: control socket: {err}")
                 except Exception:  # a bug of ours must not silence status/stop
@@ -586,6 +583,19 @@ class Daemon:
                         return
         finally:
             rep.close()
+
+    @property
+    def _control_commands(self) -> dict:
+        """What each control command answers (rtdecode.control.COMMANDS)."""
+        return {"status": self.status, "image": self.images, "stop": self._stop_requested}
+
+    def _stop_requested(self) -> dict:
+        self.stop()
+        return {"ok": True, "state": "draining"}
+
+    def images(self) -> dict:
+        """The latest trial's neural image and the mean image per called class (the dashboard's)."""
+        return {"run_id": self.run_id, **self.pipeline.decoder.images()}
 
     def status(self) -> dict:
         fs = self.cfg.stream.sample_rate

@@ -62,6 +62,10 @@ class TrialDecoder:
         self._image = np.empty((1, size * size), dtype=np.float32)
         self._x = np.empty((1, 3, size, size), dtype=np.float32)
         self._pixel_sums = np.zeros(3, dtype=np.float64)  # count, sum, sum of squares of image pixels
+        # for the dashboard: the latest ok trial's image is self._image; the mean image per called class
+        self._class_sums = np.zeros((len(self.class_names), size * size), dtype=np.float64)
+        self._class_counts = np.zeros(len(self.class_names), dtype=np.int64)
+        self._latest: tuple[int, int] | None = None  # (onset sample, class index) of self._image
 
     def decide(self, trial: ClosedTrial) -> Verdict:
         if trial.degraded:
@@ -77,8 +81,30 @@ class TrialDecoder:
         p = softmax(self.backend.infer(self._x)[0].astype(np.float64) / self.temperature)
         t_inf = time.monotonic_ns()
         k = int(np.argmax(p))
+        self._class_sums[k] += img
+        self._class_counts[k] += 1
+        self._latest = (trial.onset_sample, k)
         probs = {c: float(v) for c, v in zip(self.class_names, p, strict=True)}
         return Verdict("ok", self.class_names[k], probs, t_image, t_inf)
+
+    def images(self, side: int = 32) -> dict:
+        """The latest ok trial's neural image and the mean image of each class as called so far,
+        at most ``side`` x ``side`` pixels (nearest pixels of the model's image); for the dashboard,
+        asked for off the hot path (a trial decided meanwhile may show through: it is a picture)."""
+        size = self.norm.image_size
+        idx = np.linspace(0, size - 1, min(side, size)).round().astype(np.int64)
+        grid = np.ix_(idx, idx)
+        latest = None
+        if self._latest is not None:
+            onset, k = self._latest
+            img = self._image[0].reshape(size, size)[grid]
+            latest = {"onset_sample": onset, "predicted_class": self.class_names[k], "pixels": img.tolist()}
+        means = {}
+        for k, name in enumerate(self.class_names):
+            n = int(self._class_counts[k])
+            if n:
+                means[name] = {"trials": n, "pixels": (self._class_sums[k] / n).reshape(size, size)[grid].tolist()}
+        return {"latest": latest, "class_means": means}
 
     @property
     def image_scale(self) -> dict:

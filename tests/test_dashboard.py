@@ -30,6 +30,18 @@ def _labels() -> dict[int, str]:
     return {int(o): ("natural" if i % 2 else "artificial") for i, o in enumerate(ONSETS)}
 
 
+def _ready(s: dict) -> bool:
+    """Every decision received, and a status and images asked for after the last one."""
+    st = s["stream"] or {}
+    return (
+        s["decisions"]["seen"] == len(ONSETS)
+        and st.get("decisions") == len(ONSETS)
+        and bool(s["units"]["rate_hz"])
+        and bool(s["images"])
+        and s["images"]["latest"]["onset_sample"] == int(ONSETS[-1])
+    )
+
+
 def _feed(cfg) -> DashboardFeed:
     o = cfg.outputs
     return DashboardFeed(
@@ -60,7 +72,7 @@ def test_the_state_api_counts_what_the_decision_log_holds(bundle, short_recordin
     server = DashboardServer(_feed(cfg), port=free_ports(1)[0]).start()
     try:
         Replayer(short_recording, cfg.stream.data_port, speed=4.0, wait_for_heartbeat_s=10).run()
-        state = _wait_state(server.url, lambda s: s["decisions"]["seen"] == len(ONSETS) and s["units"]["rate_hz"])
+        state = _wait_state(server.url, _ready)
     finally:
         d.stop()
         d.wait()
@@ -77,6 +89,14 @@ def test_the_state_api_counts_what_the_decision_log_holds(bundle, short_recordin
     assert len(state["units"]["rate_hz"]) == d.bundle.n_units
     assert set(state["latency"]["stages"]) >= {"sort", "inference", "total"}
     assert state["latency"]["stages"]["total"]["n"] == len(ONSETS)
+    # the pictures: the latest trial's image and its class's mean, over every ok trial so far
+    im = state["images"]
+    assert im["latest"]["onset_sample"] == decided[-1]["onset_sample"]
+    assert im["latest"]["predicted_class"] == decided[-1]["predicted_class"]
+    side = min(32, d.bundle.manifest.image_size)
+    assert len(im["latest"]["pixels"]) == side and all(len(row) == side for row in im["latest"]["pixels"])
+    calls = {c: sum(r["predicted_class"] == c for r in decided) for c in {r["predicted_class"] for r in decided}}
+    assert {c: m["trials"] for c, m in im["class_means"].items()} == calls
 
 
 def _wait_state(url: str, ready, timeout_s: float = 60.0) -> dict:
@@ -108,7 +128,7 @@ def test_the_dashboard_in_headless_chromium_shows_the_live_daemon(bundle, short_
     server = DashboardServer(_feed(cfg), port=free_ports(1)[0]).start()
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1250"):
         opts.add_argument(a)
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     rep = Replayer(short_recording, cfg.stream.data_port, speed=1.0, wait_for_heartbeat_s=10)
@@ -129,6 +149,8 @@ def test_the_dashboard_in_headless_chromium_shows_the_live_daemon(bundle, short_
         assert browser.find_elements(By.CSS_SELECTOR, "#timeline .scatterlayer .point")  # drawn
         assert browser.find_elements(By.CSS_SELECTOR, "#latency .barlayer .point")
         assert browser.find_elements(By.CSS_SELECTOR, "#units .barlayer .point")
+        wait.until(lambda _: text("images-caption").startswith("latest ok trial at sample"))
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#images .heatmaplayer image")) == 2
         shot = tmp_path / "dashboard.png"
         browser.save_screenshot(str(shot))
         page = {i: text(i) for i in ("decisions-count", "decisions-ok", "decisions-degraded", "accuracy", "onsets")}

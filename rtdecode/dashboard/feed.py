@@ -5,9 +5,10 @@
 ``status_every_s``; it never touches the daemon otherwise, so it cannot slow the decoding path.
 It keeps a bounded history (the latest ``keep`` decisions, the latest status) and turns it into one
 JSON-ready :meth:`snapshot`: the stream, the units' firing rates (spikes per second of stream
-between two statuses), the decisions, latency per stage, and accuracy so far against a stimulus log
-when one is given. A daemon that stops answering, restarts (a new ``run_id``) or whose stream
-pauses is said so in the snapshot, and the feed goes on with the next answer.
+between two statuses), the decisions, latency per stage, the latest trial's neural image beside the
+mean image of its class (asked for with the control command ``image``, off the decoding path), and
+accuracy so far against a stimulus log when one is given. A daemon that stops answering, restarts
+(a new ``run_id``) or whose stream pauses is said so in the snapshot, and the feed goes on with the next answer.
 """
 
 from __future__ import annotations
@@ -20,20 +21,10 @@ import numpy as np
 
 from rtdecode.client import DecisionClient, control_request
 from rtdecode.pipeline import LATENCY_STAGES
+from rtdecode.scoring import wilson_interval
 
 #: Latency histogram bins (ms), shared by every stage so they can be drawn together.
 LATENCY_BINS_MS = np.concatenate([np.arange(0, 10, 0.25), np.arange(10, 50, 2.5), [50, 100, 1e9]])
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson interval of k successes in n."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return float(c - h), float(c + h)
 
 
 class DashboardFeed:
@@ -56,6 +47,7 @@ class DashboardFeed:
         self.status: dict | None = None
         self.status_at: float | None = None  # monotonic time of the latest answer
         self.status_error: str | None = None
+        self.images: dict | None = None  # the daemon's answer to "image": latest and class-mean images
         self.started = time.monotonic()
         self.run_ids: list[str] = []  # in order of first appearance: restarts of the daemon
         self.unit_rates_hz: list[float] | None = None
@@ -103,6 +95,13 @@ class DashboardFeed:
                     self.status_error = f"{type(err).__name__}: {err}"
             else:
                 self._take_status(st)
+                try:
+                    images = control_request(self.control_address, "image", timeout_s=2.0, curve=self.curve)
+                except Exception:  # an older daemon, or gone since the status: keep the last pictures
+                    images = None
+                if images is not None and "error" not in images:
+                    with self._lock:
+                        self.images = images
             self._stop.wait(self.status_every_s)
 
     def _take_status(self, st: dict) -> None:
@@ -124,7 +123,7 @@ class DashboardFeed:
         with self._lock:
             decisions = list(self.decisions)
             st, at, err = self.status, self.status_at, self.status_error
-            seen, runs, rates = self.decisions_seen, list(self.run_ids), self.unit_rates_hz
+            seen, runs, rates, images = self.decisions_seen, list(self.run_ids), self.unit_rates_hz, self.images
         now = time.monotonic()
         answering = at is not None and now - at < 3 * self.status_every_s + 2
         return {
@@ -145,6 +144,7 @@ class DashboardFeed:
             },
             "latency": _latency(decisions),
             "accuracy": _accuracy(decisions, self.labels),
+            "images": images,
         }
 
 
@@ -225,5 +225,5 @@ def _accuracy(decisions: list[dict], labels: dict[int, str] | None) -> dict | No
         if d.get("status") == "ok" and labels.get(d["onset_sample"]) in ("natural", "artificial")
     ]
     k, n = int(sum(scored)), len(scored)
-    lo, hi = wilson(k, n)
+    lo, hi = wilson_interval(k, n)
     return {"correct": k, "scored": n, "accuracy": k / n if n else None, "ci95": [lo, hi] if n else None}
