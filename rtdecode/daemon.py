@@ -45,6 +45,7 @@ from rtdecode.errors import RtdecodeError
 from rtdecode.parameters import default
 from rtdecode.pipeline import LATENCY_STAGES, Decision, OnlinePipeline
 from rtdecode.publish import DecisionPublisher
+from rtdecode.stream.continuity import AnomalyKind
 from rtdecode.stream.items import (
     AnomaliesItem,
     FitItem,
@@ -63,7 +64,6 @@ from rtdecode.stream.receiver_totals import ReceiverTotals
 STAGES = tuple(LATENCY_STAGES)
 #: Anomalies that lose no data of the stream: a repeated message, or a message that was not ours
 #: (another stream, rate or channel range) -- counted and dropped, trials stay whole.
-NOT_LOSSES = ("duplicate", "wrong_stream", "wrong_sample_rate", "wrong_channel_count", "oversized")
 #: The GUI's default block period (reference/openephys.md): the latency budget of one decision.
 GUI_BLOCK_MS = default("gui.block_ms")
 #: Below this, the decision log's file system gets a warning at start.
@@ -478,14 +478,14 @@ class Daemon:
         if isinstance(item, AnomaliesItem):
             out: list[Decision] = []
             for a in item.anomalies:
-                if a.kind == "restart":
+                if a.kind is AnomalyKind.RESTART:
                     out += p.on_restart(item.arrival_ns, "acquisition restarted")
                     self.log(f"note: new segment {p.segment} ({a.detail}): a stop/start, a restart or a playback loop")
                     self.publisher.log_event(
                         {"event": "segment", "run_id": self.run_id, "segment": p.segment, "cause": a.detail}
                     )
-                elif a.kind not in NOT_LOSSES:
-                    p.on_lost(a.start_sample, a.end_sample, a.kind.replace("_", " "), a.data_end_unknown)
+                elif a.kind.loses_data:
+                    p.on_lost(a.start_sample, a.end_sample, a.kind.reason, a.data_end_unknown)
             return out
         if self.state == "ready":
             self.state = "running"

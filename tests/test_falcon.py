@@ -262,7 +262,7 @@ def test_a_full_ring_drops_and_degrades_on_a_rig_and_waits_when_lossless(bundle,
     ],
 )
 def test_falcon_sample_rates_are_compared_truncated_as_the_plugin_sends_them(configured, sent, taken):
-    from rtdecode.stream.assembler import rates_agree
+    from rtdecode.stream.continuity import rates_agree
 
     a = FalconAssembler(4, "ProbeA-AP", configured)
     block, _, an = a.on_message(parse_continuous_data(_msg(rate=sent)[2]), 0)

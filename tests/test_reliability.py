@@ -348,7 +348,7 @@ def test_config_loader_raises_only_config_errors(data):
 
 def test_float32_sample_rates_fit():
     """The plugin writes its float32 rate (29999.900390625 for 29999.9); it must fit a 29999.9 rig."""
-    from rtdecode.stream.assembler import rates_agree
+    from rtdecode.stream.continuity import rates_agree
 
     assert rates_agree(float(np.float32(29999.9)), 29999.9)
     assert not rates_agree(25000.0, 30000.0) and not rates_agree(math.nan, 30000.0)

@@ -152,3 +152,21 @@ def test_block_framer_is_byte_identical_to_data_frames(channel_name, timestamp):
         want = data_frames(message_num, "ProbeA-AP", channel, x, sample, 30000.0, timestamp, channel_name)
         got = framer.frames(message_num, channel, x.tobytes(), n, sample, timestamp, channel_name)
         assert got == want
+
+
+def test_one_continuity_check_judges_message_numbers_for_every_protocol():
+    from rtdecode.stream.continuity import STREAM_COUNTERS, AnomalyKind, check_message_num
+
+    counters, found = dict.fromkeys(STREAM_COUNTERS, 0), []
+    assert check_message_num(counters, None, 7, None, 100, found) == "next"
+    assert check_message_num(counters, 7, 8, 100, 100, found) == "next" and found == []
+    assert check_message_num(counters, 8, 11, 1000, 1696, found, "message_id", "block(s)") == "gap"
+    gap = found[-1]
+    assert (gap.kind, gap.start_sample, gap.end_sample, gap.data_end_unknown) == ("message_gap", 1000, 1697, True)
+    assert gap.detail == "2 block(s) lost (message_id 8 -> 11)" and counters["lost_messages"] == 2
+    assert check_message_num(counters, 11, 11, 2000, 2000, found) == "duplicate"
+    assert check_message_num(counters, 11, 1, 2000, 0, found) == "restart"
+    assert [a.kind for a in found] == [AnomalyKind.MESSAGE_GAP, AnomalyKind.DUPLICATE, AnomalyKind.RESTART]
+    assert (counters["message_gaps"], counters["duplicates"], counters["restarts"]) == (1, 1, 1)
+    assert {k for k in AnomalyKind if k.loses_data} == {"message_gap", "sample_gap", "incomplete_block"}
+    assert AnomalyKind.INCOMPLETE_BLOCK.reason == "incomplete block"

@@ -15,83 +15,21 @@ are published as degraded instead of being decoded as if whole.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from rtdecode.stream.protocol import DataMessage, TtlMessage
-
-RATE_TOLERANCE = 1e-6  # relative: the plugin writes its sample rate as float32
-#: What an assembler counts, for either input protocol (the daemon's status reports them).
-STREAM_COUNTERS = (
-    "messages",
-    "blocks",
-    "ttl",
-    "message_gaps",
-    "lost_messages",
-    "duplicates",
-    "sample_gaps",
-    "incomplete_blocks",
-    "restarts",
-    "wrong_stream",
-    "wrong_channel_count",
-    "wrong_sample_rate",
-    "oversized",
+from rtdecode.stream.continuity import (
+    STREAM_COUNTERS,
+    Anomaly,
+    AnomalyKind,
+    check_message_num,
+    check_sample_continuity,
+    note_stream,
+    rates_agree,
+    stream_matches,
 )
-
-
-def rates_agree(sent: float, expected: float, truncated: bool = False) -> bool:
-    """Is a stream that says it runs at ``sent`` Hz the ``expected`` one? The one rule for every
-    protocol: equal within float32 precision (the ZMQ Interface writes its rate as a float), or,
-    ``truncated`` (Falcon Output sends ``(int) sampleRate``), equal to the expected rate truncated --
-    29,999 for a 29,999.9 Hz stream, 30,000 for a 30 kHz one."""
-    if truncated:
-        expected = math.floor(expected + RATE_TOLERANCE * abs(expected))  # 29999.99999 is 30 kHz in float32
-    return abs(sent - expected) <= RATE_TOLERANCE * max(abs(sent), abs(expected))
-
-
-def stream_matches(expected: str | None, name: str) -> bool:
-    """Does a stream called ``name`` fit the rig config's ``stream_name``?
-
-    Equal names fit, and so does a name that is the configured one behind a source-processor
-    prefix: the GUI's File Reader names a played-back stream after the recording's folder
-    (``"Neuropix-PXI-100.ProbeA-AP"``) where the live probe's source calls it ``"ProbeA-AP"``, so
-    ``stream_name = "ProbeA-AP"`` fits both (and the full name fits only the playback)."""
-    return expected is None or name == expected or name.endswith("." + expected)
-
-
-def note_stream(seen: dict, name: str, channel: int, sample_rate: float, cap: int = 16) -> None:
-    """Remember a stream on offer (name -> channels seen, sample rate, messages), at most ``cap`` names
-    (a hostile publisher cannot grow it without bound)."""
-    entry = seen.get(name)
-    if entry is None:
-        if len(seen) >= cap:
-            return
-        entry = seen[name] = {"channels": 0, "sample_rate": float(sample_rate), "messages": 0}
-    entry["channels"] = max(entry["channels"], int(channel) + 1)
-    entry["sample_rate"] = float(sample_rate)
-    entry["messages"] += 1
-
-
-def check_sample_continuity(
-    counters: dict, expected: int | None, sample_num: int, anomalies: list[Anomaly], gap_reported: bool = False
-) -> bool:
-    """A block starting at ``sample_num`` where ``expected`` was due: a step back is a restart, a step
-    forward a sample gap (unless ``gap_reported``: lost messages already cover it). Counts and appends
-    the anomaly; True for a restart. Shared by both input protocols' assemblers."""
-    if expected is None or sample_num == expected:
-        return False
-    if sample_num < expected:
-        counters["restarts"] += 1
-        detail = f"sample_num went back from {expected} to {sample_num}"
-        anomalies.append(Anomaly("restart", sample_num, sample_num, detail))
-        return True
-    if not gap_reported:
-        counters["sample_gaps"] += 1
-        detail = f"{sample_num - expected} samples missing before sample {sample_num}"
-        anomalies.append(Anomaly("sample_gap", expected, sample_num, detail))
-    return False
+from rtdecode.stream.protocol import DataMessage, TtlMessage
 
 
 @dataclass(slots=True)
@@ -99,17 +37,6 @@ class Block:
     sample_num: int
     data: np.ndarray  # (samples, channels) float32 (a view valid until the next block is emitted)
     arrival_ns: int  # monotonic time the block's last message arrived
-
-
-@dataclass(slots=True)
-class Anomaly:
-    kind: str  # "message_gap", "duplicate", "sample_gap", "incomplete_block", "restart", "wrong_stream", ...
-    start_sample: int  # first affected sample (inclusive)
-    end_sample: int  # end (exclusive)
-    detail: str
-    # Lost messages are revealed by the next message that came, which may be an event inside a block
-    # that then arrives whole: the samples lost end where data resumes, not at end_sample.
-    data_end_unknown: bool = False
 
 
 class BlockAssembler:
@@ -187,35 +114,16 @@ class BlockAssembler:
     def _check_message_num(self, num: int, anomalies: list[Anomaly], at_sample: int) -> bool:
         """False if the message must be ignored (duplicate / step back)."""
         self.counters["messages"] += 1
-        last = self.last_message_num
-        if last is None or num == last + 1:
-            self.last_message_num = num
-            return True
-        if num == 1:  # acquisition restarted
-            self.counters["restarts"] += 1
-            anomalies.append(Anomaly("restart", at_sample, at_sample, f"message_num restarted at 1 after {last}"))
+        action = check_message_num(
+            self.counters, self.last_message_num, num, self.expected_sample, at_sample, anomalies
+        )
+        if action == "duplicate":
+            return False
+        if action == "restart":  # acquisition restarted
             self._reset_block()
             self.expected_sample = None
-            self.last_message_num = num
-            return True
-        if num > last + 1:
-            self.counters["message_gaps"] += 1
-            self.counters["lost_messages"] += num - last - 1
-            start = self.expected_sample if self.expected_sample is not None else at_sample
-            anomalies.append(
-                Anomaly(
-                    "message_gap",
-                    min(start, at_sample),
-                    at_sample + 1,
-                    f"{num - last - 1} message(s) lost (message_num {last} -> {num})",
-                    data_end_unknown=True,
-                )
-            )
-            self.last_message_num = num
-            return True
-        self.counters["duplicates"] += 1
-        anomalies.append(Anomaly("duplicate", at_sample, at_sample, f"message_num {num} after {last}"))
-        return False
+        self.last_message_num = num
+        return True
 
     def _reset_block(self) -> None:
         self._cur_sample = None
@@ -246,7 +154,7 @@ class BlockAssembler:
             self.counters["wrong_sample_rate"] += 1
             anomalies.append(
                 Anomaly(
-                    "wrong_sample_rate",
+                    AnomalyKind.WRONG_SAMPLE_RATE,
                     msg.sample_num,
                     msg.sample_num + msg.num_samples,
                     f"sample rate {msg.sample_rate} Hz, expected {self.sample_rate} Hz",
@@ -258,7 +166,7 @@ class BlockAssembler:
             self.counters["wrong_channel_count"] += 1
             anomalies.append(
                 Anomaly(
-                    "wrong_channel_count",
+                    AnomalyKind.WRONG_CHANNEL_COUNT,
                     msg.sample_num,
                     msg.sample_num + msg.num_samples,
                     f"channel_num {msg.channel_num} is not one of the stream's {self.n_channels} channels",
@@ -269,7 +177,7 @@ class BlockAssembler:
             self.counters["oversized"] += 1
             anomalies.append(
                 Anomaly(
-                    "oversized",
+                    AnomalyKind.OVERSIZED,
                     msg.sample_num,
                     msg.sample_num + 1,
                     f"{msg.num_samples} samples in one message, more than {self.max_block}",
@@ -287,7 +195,7 @@ class BlockAssembler:
             self.counters["incomplete_blocks"] += 1
             anomalies.append(
                 Anomaly(
-                    "incomplete_block",
+                    AnomalyKind.INCOMPLETE_BLOCK,
                     self._cur_sample,
                     self._cur_sample + self._cur_n,
                     f"block at sample {self._cur_sample} got {self._next_channel} of {self.n_channels} channels",
@@ -315,7 +223,7 @@ class BlockAssembler:
             self.counters["incomplete_blocks"] += 1
             anomalies.append(
                 Anomaly(
-                    "incomplete_block",
+                    AnomalyKind.INCOMPLETE_BLOCK,
                     self._cur_sample,
                     self._cur_sample + self._cur_n,
                     f"channel {msg.channel_num} arrived when {self._next_channel} was expected",

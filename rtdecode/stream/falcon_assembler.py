@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtdecode.stream.assembler import (
+from rtdecode.stream.assembler import Block
+from rtdecode.stream.continuity import (
     STREAM_COUNTERS,
     Anomaly,
-    Block,
+    AnomalyKind,
+    check_message_num,
     check_sample_continuity,
     note_stream,
     rates_agree,
@@ -69,21 +71,28 @@ class FalconAssembler:
         note_stream(self.streams_seen, msg.stream, msg.n_channels - 1, msg.sample_rate)
         if not stream_matches(self.stream_name, msg.stream):
             self.counters["wrong_stream"] += 1
-            return Anomaly("wrong_stream", *span, f"stream {msg.stream!r}, expected {self.stream_name!r}")
+            return Anomaly(AnomalyKind.WRONG_STREAM, *span, f"stream {msg.stream!r}, expected {self.stream_name!r}")
         if not rates_agree(msg.sample_rate, self.sample_rate, truncated=True):  # the plugin sends (int) sampleRate
             self.counters["wrong_sample_rate"] += 1
             return Anomaly(
-                "wrong_sample_rate", *span, f"sample rate {msg.sample_rate} Hz, expected {self.sample_rate} Hz"
+                AnomalyKind.WRONG_SAMPLE_RATE,
+                *span,
+                f"sample rate {msg.sample_rate} Hz, expected {self.sample_rate} Hz",
             )
         if msg.n_channels != self.n_channels:
             self.counters["wrong_channel_count"] += 1
             return Anomaly(
-                "wrong_channel_count", *span, f"{msg.n_channels} channels in a block, expected {self.n_channels}"
+                AnomalyKind.WRONG_CHANNEL_COUNT,
+                *span,
+                f"{msg.n_channels} channels in a block, expected {self.n_channels}",
             )
         if msg.n_samples > self.max_block:
             self.counters["oversized"] += 1
             return Anomaly(
-                "oversized", msg.sample_num, msg.sample_num + 1, f"{msg.n_samples} samples, more than {self.max_block}"
+                AnomalyKind.OVERSIZED,
+                msg.sample_num,
+                msg.sample_num + 1,
+                f"{msg.n_samples} samples, more than {self.max_block}",
             )
         return None
 
@@ -96,34 +105,18 @@ class FalconAssembler:
             return None, [], [refused]
         anomalies: list[Anomaly] = []
         self.counters["messages"] += 1
-        last, num = self.last_message_num, msg.message_id
-        if last is not None and num != last + 1:
-            if num == 1:
-                self.counters["restarts"] += 1
-                anomalies.append(
-                    Anomaly("restart", msg.sample_num, msg.sample_num, f"message_id restarted at 1 after {last}")
-                )
-                self.expected_sample = None
-                self.last_code = 0
-            elif num > last + 1:
-                self.counters["message_gaps"] += 1
-                self.counters["lost_messages"] += num - last - 1
-                start = self.expected_sample if self.expected_sample is not None else msg.sample_num
-                anomalies.append(
-                    Anomaly(
-                        "message_gap",
-                        min(start, msg.sample_num),
-                        msg.sample_num + 1,
-                        f"{num - last - 1} block(s) lost (message_id {last} -> {num})",
-                        data_end_unknown=True,
-                    )
-                )
-            else:
-                self.counters["duplicates"] += 1
-                anomalies.append(Anomaly("duplicate", msg.sample_num, msg.sample_num, f"message_id {num} after {last}"))
-                return None, [], anomalies
+        num = msg.message_id
+        action = check_message_num(
+            self.counters, self.last_message_num, num, self.expected_sample, msg.sample_num, anomalies,
+            "message_id", "block(s)",
+        )  # fmt: skip
+        if action == "duplicate":
+            return None, [], anomalies
+        if action == "restart":
+            self.expected_sample = None
+            self.last_code = 0
         self.last_message_num = num
-        gap_reported = any(a.kind == "message_gap" for a in anomalies)  # lost blocks already cover it
+        gap_reported = action == "gap"  # lost blocks already cover it
         if check_sample_continuity(self.counters, self.expected_sample, msg.sample_num, anomalies, gap_reported):
             self.last_code = 0
         ttls = self._edges(msg)

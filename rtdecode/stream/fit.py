@@ -10,7 +10,7 @@ as soon as a block that fits is assembled.
 
 from __future__ import annotations
 
-from rtdecode.stream.assembler import Anomaly
+from rtdecode.stream.continuity import Anomaly, AnomalyKind
 from rtdecode.stream.protocol import DataMessage
 
 #: How many blocks' worth of evidence declare a stream unfit.
@@ -46,24 +46,24 @@ class StreamFit:
             return None
         self._channels.add(msg.channel_num)
         for a in anomalies:
-            if a.kind == "wrong_sample_rate":
+            if a.kind is AnomalyKind.WRONG_SAMPLE_RATE:
                 self._bad_messages += 1
                 self._reason = (
                     f"stream sample rate {msg.sample_rate} Hz does not fit the bundle ({self.sample_rate} Hz)"
                 )
-            elif a.kind == "wrong_channel_count":
+            elif a.kind is AnomalyKind.WRONG_CHANNEL_COUNT:
                 self._bad_messages += 1
                 self._reason = (
                     f"stream has more than {self.n_channels} channels (channel_num {msg.channel_num}); "
                     f"the bundle expects {self.n_channels}"
                 )
-            elif a.kind == "wrong_stream":
+            elif a.kind is AnomalyKind.WRONG_STREAM:
                 self._bad_messages += 1
                 self._reason = (
                     f"{a.detail} (rig config [stream] stream_name); streams on offer: "
                     f"{describe_streams(self.streams_seen)}"
                 )
-            elif a.kind == "incomplete_block":
+            elif a.kind is AnomalyKind.INCOMPLETE_BLOCK:
                 self._incomplete += 1
                 n = len(self._channels)  # distinct channels the stream sends
                 self._reason = (
@@ -79,13 +79,13 @@ class StreamFit:
         if block_complete:
             return self.on_data(None, anomalies, True)
         for a in anomalies:
-            if a.kind == "wrong_sample_rate":
+            if a.kind is AnomalyKind.WRONG_SAMPLE_RATE:
                 self._reason = (
                     f"stream sample rate {msg.sample_rate} Hz does not fit the bundle ({self.sample_rate} Hz)"
                 )
-            elif a.kind == "wrong_channel_count":
+            elif a.kind is AnomalyKind.WRONG_CHANNEL_COUNT:
                 self._reason = f"stream has {msg.n_channels} channels, the bundle expects {self.n_channels}"
-            elif a.kind == "wrong_stream":
+            elif a.kind is AnomalyKind.WRONG_STREAM:
                 self._reason = (
                     f"{a.detail} (rig config [stream] stream_name); streams on offer: "
                     f"{describe_streams(self.streams_seen)}"

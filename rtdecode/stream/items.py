@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtdecode.stream.assembler import Anomaly
+from rtdecode.stream.continuity import Anomaly
 
 
 @dataclass(slots=True)

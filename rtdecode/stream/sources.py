@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from rtdecode.stream.assembler import Anomaly, Block
+from rtdecode.stream.assembler import Block
+from rtdecode.stream.continuity import Anomaly
 from rtdecode.stream.fit import StreamFit
 from rtdecode.stream.items import TtlItem
 
@@ -112,7 +113,7 @@ def get(name: str, module: str | None = None) -> StreamSource:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown stream protocol {name!r}; known: {', '.join(map(repr, _REGISTRY))}") from None
+        raise ValueError(f"unknown stream protocol {name!r}; known: {', '.join(map(repr, names()))}") from None
 
 
 def default() -> StreamSource:
