@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rtdecode.offline.sim.drift import SPEC_HELP
 
 from rtdecode.console import HELP_MARKUP, console, err_console, progress_bar
 from rtdecode.errors import RtdecodeError
@@ -120,6 +121,12 @@ def simulate(
         int,
         typer.Option(help="sessions per animal: the same units, templates and probe, new trials (M0, M0-s2, ...)"),
     ] = 1,
+    drift: Annotated[
+        str,
+        typer.Option(
+            help="probe motion along the shank, e.g. 'trend=3,sine=5/60,step=15@120,between=20': " + SPEC_HELP
+        ),
+    ] = "",
 ) -> None:
     """Simulate ground-truth animals in the real formats (Allen NWB, Open Ephys Binary, stimuli)."""
     from rtdecode.offline.sim.simulate import SimulationParams
@@ -135,6 +142,7 @@ def simulate(
         write_recording=recording,
         ttl_line=ttl_line,
         sessions=sessions,
+        drift=drift,
     )
     try:
         params.validate()

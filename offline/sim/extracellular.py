@@ -3,7 +3,9 @@
 Shared by the session simulator and the online benchmark. SpikeInterface generates the
 waveforms (``generate_templates``: a monopolar current source seen by each contact) and lazily
 sums them into Gaussian noise (``InjectTemplatesRecording`` over ``NoiseGeneratorRecording``), so a
-384-channel recording is produced chunk by chunk, never whole in memory.
+384-channel recording is produced chunk by chunk, never whole in memory. With a probe motion
+(``drift.ProbeMotion``) the templates are moved along the shank through their spatial footprint
+instead (``DriftingTemplates`` precomputed in 1 µm steps, ``InjectDriftingTemplatesRecording``).
 """
 
 from __future__ import annotations
@@ -47,8 +49,11 @@ def voltage_recording(
     n_samples: int,
     fs: float,
     seed: int,
+    motion=None,
+    probe=None,
 ):
-    """A lazy SpikeInterface recording: ``spikes`` (a ``spike_vector``) injected into white noise."""
+    """A lazy SpikeInterface recording: ``spikes`` (a ``spike_vector``) injected into white noise;
+    with ``motion`` (a ``drift.ProbeMotion``; needs the ``probe``) the templates drift with it."""
     from spikeinterface.core import NumpySorting
     from spikeinterface.generation import InjectTemplatesRecording, NoiseGeneratorRecording
 
@@ -61,10 +66,34 @@ def voltage_recording(
         seed=int(seed),
         strategy="on_the_fly",
     )
-    return InjectTemplatesRecording(
+    if motion is None:
+        return InjectTemplatesRecording(
+            sorting,
+            templates,
+            nbefore=nbefore,
+            parent_recording=noise,
+            amplitude_factor=spikes["amplitude"],
+            num_samples=[n_samples],
+        )
+    from spikeinterface.core import Templates
+    from spikeinterface.generation import DriftingTemplates, InjectDriftingTemplatesRecording
+
+    if probe is None:
+        raise ValueError("drifting templates need the probe geometry")
+    drifting = DriftingTemplates.from_static_templates(
+        Templates(templates_array=templates, sampling_frequency=fs, nbefore=nbefore, probe=probe)
+    )
+    reach = motion.displacement_um[:, None] * motion.unit_factor[None, :]  # every displacement a unit takes
+    steps = np.arange(np.floor(reach.min()) - 1, np.ceil(reach.max()) + 2, 1.0)
+    drifting.precompute_displacements(np.stack([np.zeros_like(steps), steps], axis=1))
+    vector = np.zeros((len(motion.displacement_um), 2, 1))
+    vector[:, 1, 0] = motion.displacement_um  # along the shank (y)
+    return InjectDriftingTemplatesRecording(
         sorting,
-        templates,
-        nbefore=nbefore,
+        drifting,
+        [vector],
+        motion.rate_hz,
+        displacement_unit_factor=np.asarray(motion.unit_factor, dtype=np.float32)[:, None],
         parent_recording=noise,
         amplitude_factor=spikes["amplitude"],
         num_samples=[n_samples],

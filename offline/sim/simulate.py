@@ -15,6 +15,8 @@
       ground_truth/spikes.npy      structured (sample_index, unit_index, amplitude)
       ground_truth/templates.npy   (units, samples, channels) float32 uV
       ground_truth/units.csv       unit ids, area, position, receptive-field parameters, SNR
+      ground_truth/motion.npz      with --drift: the true probe motion (times_s, displacement_um along
+                                   the shank from session 1's position, unit_factor, rate_hz, spec)
 
 Every animal sees the same 118 natural scenes (as in the Allen data) and has its own
 population, receptive-field centre, running behaviour and noise. Deterministic for a seed.
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rtdecode.offline.sim import natural_images, population
+from rtdecode.offline.sim.drift import DriftSpec
 from rtdecode.offline.sim.extracellular import spike_vector, unit_templates, voltage_recording
 from rtdecode.offline.sim.nwb_writer import AllenSessionData, write_allen_session_nwb
 from rtdecode.offline.sim.openephys_writer import NEUROPIXELS_AP_BIT_VOLTS, BinaryRecordingWriter
@@ -77,6 +80,7 @@ class SimulationParams:
     non_visual_fraction: float = 0.15  # units placed outside VISp (deepest part of the shank)
     bad_unit_fraction: float = 0.12  # units whose quality metrics fail the Allen defaults
     chunk_s: float = 10.0
+    drift: str = ""  # probe motion, a drift.DriftSpec text ("" = still); see drift.SPEC_HELP
 
     def validate(self) -> None:
         checks = {
@@ -92,6 +96,7 @@ class SimulationParams:
         for name, (ok, expected) in checks.items():
             if not ok:
                 raise ValueError(f"simulate: {name} = {getattr(self, name)!r}: expected {expected}")
+        DriftSpec.parse(self.drift)  # a ValueError naming the part that cannot be read
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,8 +262,13 @@ def simulate_animal(
 
     # Recording
     spike_vec = spike_vector(samples, amp_factor)
+    drift = DriftSpec.parse(params.drift)
+    motion = None if drift.still else drift.motion(n_samples / fs, session, unit_pos[:, 1])
+    if motion is not None:
+        motion.save(adir / "ground_truth" / "motion.npz", params.drift)
     if params.write_recording:
-        rec = voltage_recording(spike_vec, templates, nbefore, noise_levels, n_samples, fs, int(rng.integers(2**31)))
+        noise_seed = int(rng.integers(2**31))
+        rec = voltage_recording(spike_vec, templates, nbefore, noise_levels, n_samples, fs, noise_seed, motion, probe)
         offsets = rng.normal(0, 25.0, params.channels)
         cm_key = [params.seed, index, 0xC0] + ([session] if session > 1 else [])
         cm_rng = np.random.default_rng(np.random.SeedSequence(cm_key))
@@ -407,6 +417,7 @@ def simulate_animal(
         "ttl_line": params.ttl_line,
         "stream_name": "ProbeA-AP",
         "rf_centre_deg": list(rf_centre),
+        "motion": "ground_truth/motion.npz" if motion is not None else None,
         "params": asdict(params),
         "versions": _versions(),
     }
