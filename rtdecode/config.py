@@ -136,6 +136,7 @@ class SortingConfig(_Strict):
     common_reference: Literal["median", "average", "none"] = field("sorting.common_reference")
     detect_threshold: float = field("sorting.detect_threshold", strict=True, gt=0, le=50)
     preprocess_threads: int = field("sorting.preprocess_threads", strict=True, ge=1, le=64)
+    motion_tracking: bool = field("sorting.motion_tracking", strict=True)
 
 
 class TrialsConfig(_Strict):

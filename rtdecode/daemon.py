@@ -654,6 +654,7 @@ class Daemon:
                 "sample_rate": fs,
             },
             "units": {"spikes": self.pipeline.tracker.unit_spikes.tolist(), "stream_s": stream_s},
+            "motion": self.pipeline.motion_status(),
         }
 
     def _receiver_status(self, received_s: float) -> dict:

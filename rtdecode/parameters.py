@@ -30,6 +30,13 @@ _TABLE = (
     Parameter("sorting.detect_threshold", "float", 5.0, "noise MADs", "peak detection threshold"),
     Parameter("sorting.preprocess_threads", "int", 1, "", "threads of the high-pass + reference (cores to spare)"),
     Parameter("sorting.chunk_ms", "float", 20.0, "ms", "sorting chunk length (SpikeInterface engines)"),
+    Parameter(
+        "sorting.motion_tracking",
+        "bool",
+        True,
+        "",
+        "estimate probe motion along the shank from the detected peaks (rtdecode engine); reported, not yet applied",
+    ),
     Parameter("trials.ttl_line", "int", 0, "", "0-based TTL line of stimulus onsets, as on the wire"),
     Parameter("trials.response_window_ms", "[float, float]", (0.0, 250.0), "ms", "half-open response window"),
     Parameter("trials.baseline_window_ms", "[float, float]", (-200.0, 0.0), "ms", "half-open baseline window"),

@@ -26,6 +26,7 @@ from rtdecode.gaps import GapLedger
 from rtdecode.inference.base import Backend
 from rtdecode.inference.select import make_backend
 from rtdecode.sorting.matcher import TemplateMatcher
+from rtdecode.sorting.motion import MotionTracker
 from rtdecode.sorting.online import OnlineSorter
 from rtdecode.sorting.preprocess import StreamingPreprocessor
 from rtdecode.sorting.spikeinterface_engine import SpikeInterfaceMatcher
@@ -70,6 +71,9 @@ class Decision:
     onset_index: int | None = None
     #: Why the trial is degraded, one entry per cause (``status`` joins them); empty when ok.
     reasons: list[str] = field(default_factory=list)
+    #: The probe's estimated displacement along the shank from its calibration position when the
+    #: trial was decided (um, + = units further from the tip); None when not tracked (yet).
+    motion_um: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -172,7 +176,17 @@ def make_online_sorter(templates, n_channels: int, sample_rate: float, sorting: 
         sorting.common_reference,
         sorting.preprocess_threads,
     )
-    return OnlineSorter(make_matcher(templates, sorting, sample_rate), pre)
+    matcher = make_matcher(templates, sorting, sample_rate)
+    tracker = None
+    if sorting.motion_tracking and isinstance(matcher, TemplateMatcher):  # it tracks from the matcher's peaks
+        tracker = MotionTracker.for_templates(
+            templates.templates,
+            templates.channel_positions,
+            matcher.neighbours,
+            getattr(templates, "baseline_mean", None),  # a bundle's calibration rates; equal weights otherwise
+            sample_rate,
+        )
+    return OnlineSorter(matcher, pre, tracker=tracker)
 
 
 class OnlinePipeline:
@@ -302,6 +316,21 @@ class OnlinePipeline:
         return [self._decide(trial, t, t) for trial in self.tracker.close_all(reason)]
 
     @property
+    def motion_um(self) -> float | None:
+        tracker = self.sorter.tracker
+        d = None if tracker is None else tracker.displacement_um
+        return None if d is None else round(d, 2)
+
+    def motion_status(self) -> dict:
+        """The motion estimate for ``status``: off, or the tracker's state."""
+        tracker = self.sorter.tracker
+        if tracker is None:
+            engine = self.cfg.sorting.engine
+            why = "off ([sorting] motion_tracking = false)" if not self.cfg.sorting.motion_tracking else None
+            return {"tracking": why or f"not available with the {engine} engine (rtdecode's matcher only)"}
+        return {"tracking": "on", **tracker.status()}
+
+    @property
     def pending_onsets(self) -> int:
         return len(self.tracker.pending)
 
@@ -345,4 +374,5 @@ class OnlinePipeline:
             segment_first_sample=first,
             onset_index=index,
             reasons=list(v.reasons),
+            motion_um=self.motion_um,
         )

@@ -174,6 +174,8 @@ def _stream(st: dict | None) -> dict | None:
         "ring_slots": r.get("ring_slots"),
         "stream_s": st.get("capacity", {}).get("stream_s"),
         "realtime_factor": st.get("capacity", {}).get("realtime_factor"),
+        "motion_um": (st.get("motion") or {}).get("displacement_um"),
+        "motion_tracking": (st.get("motion") or {}).get("tracking"),
     }
 
 

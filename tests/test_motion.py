@@ -1,0 +1,83 @@
+"""Online motion tracking: the estimate follows the simulator's true probe motion."""
+
+import numpy as np
+from rtdecode.offline.sim.drift import DriftSpec
+from rtdecode.offline.sim.extracellular import spike_vector, unit_templates, voltage_recording
+from rtdecode.offline.sim.probe import neuropixels1_probe
+
+from rtdecode.sorting.matcher import TemplateMatcher
+from rtdecode.sorting.motion import MotionTracker
+from rtdecode.sorting.online import OnlineSorter
+from rtdecode.sorting.preprocess import StreamingPreprocessor
+
+FS = 30000.0
+BLOCK = 696  # the GUI's block at 30 kHz
+
+
+def _track(spec: str, duration_s: float = 40.0, channels: int = 64, n_units: int = 30, seed: int = 0):
+    """Sort a drifting simulated stream block by block with the tracker on; returns the estimates
+    (stream s, um) and the true motion."""
+    probe = neuropixels1_probe(channels)
+    pos = probe.contact_positions
+    rng = np.random.default_rng(seed)
+    units = np.stack(
+        [
+            rng.uniform(pos[:, 0].min() - 10, pos[:, 0].max() + 10, n_units),
+            rng.uniform(pos[:, 1].min() + 40, pos[:, 1].max() - 40, n_units),
+            rng.uniform(15, 45, n_units),
+        ],
+        axis=1,
+    )
+    templates, nbefore = unit_templates(pos, units, FS, seed + 1)
+    n = int(duration_s * FS)
+    rates = rng.uniform(2, 15, n_units)
+    trains = [np.sort(rng.integers(200, n - 200, rng.poisson(r * duration_s))) for r in rates]
+    spikes = spike_vector(trains, [rng.normal(1, 0.07, len(t)).clip(0.7, 1.3) for t in trains])
+    motion = DriftSpec.parse(spec).motion(duration_s, 1, units[:, 1])
+    noise = np.full(channels, 7.0, np.float32)
+    rec = voltage_recording(spikes, templates, nbefore, noise, n, FS, seed + 2, motion, probe)
+    sparsity = np.abs(templates).max(axis=1) > 0.1 * np.abs(templates).max(axis=(1, 2))[:, None]
+    matcher = TemplateMatcher(templates, nbefore, sparsity, noise, pos)
+    tracker = MotionTracker.for_templates(templates, pos, matcher.neighbours, rates, FS)
+    sorter = OnlineSorter(matcher, StreamingPreprocessor(channels, FS, 300.0, 3, "median"), tracker=tracker)
+    est = []
+    for s0 in range(0, n, 10 * BLOCK):
+        x = rec.get_traces(start_frame=s0, end_frame=min(n, s0 + 10 * BLOCK))
+        for b0 in range(0, len(x), BLOCK):
+            sorter.process(x[b0 : b0 + BLOCK], s0 + b0)
+            if tracker.estimated_at is not None and (not est or est[-1][0] != tracker.estimated_at / FS):
+                est.append((tracker.estimated_at / FS, tracker.displacement_um))
+    return np.array(est), motion
+
+
+def test_the_estimate_follows_a_trend_and_a_step_within_a_few_microns():
+    est, motion = _track("trend=15,step=12@20")
+    t, d = est[:, 0], est[:, 1]
+    err = np.abs(d - motion.at(t))
+    assert len(est) >= 35  # one estimate per second of stream
+    assert np.median(err) <= 2.0, np.round(np.c_[t, d, motion.at(t)], 1)
+    settled = (t > 26) | (t < 19)  # 6 s after the step the estimate has caught up with it
+    assert err[settled].max() <= 3.0, np.round(np.c_[t, d, motion.at(t)], 1)[settled]
+
+
+def test_a_still_probe_reads_still():
+    est, _ = _track("", duration_s=15.0)
+    assert np.abs(est[:, 1]).max() <= 1.5
+
+
+def test_the_pipeline_reports_motion_in_status_and_every_decision(bundle, tmp_path):
+    from rtdecode.bundle import Bundle
+    from rtdecode.config import parse_rig_config
+    from rtdecode.pipeline import OnlinePipeline
+    from tests.test_online import rig
+
+    cfg = rig(16, tmp_path)
+    p = OnlinePipeline(Bundle.load(bundle), cfg, log=lambda *_: None)
+    st = p.motion_status()
+    assert st["tracking"] == "on" and st["displacement_um"] is None and st["estimates"] == 0
+    assert p.motion_um is None  # nothing estimated yet: decisions say null, not 0
+    raw = cfg.model_dump(mode="json")
+    raw["sorting"]["motion_tracking"] = False
+    off = OnlinePipeline(Bundle.load(bundle), parse_rig_config(raw), log=lambda *_: None)
+    assert off.sorter.tracker is None
+    assert off.motion_status() == {"tracking": "off ([sorting] motion_tracking = false)"}
