@@ -548,6 +548,9 @@ def bench_online(
         int, typer.Option(help="[sorting] preprocess_threads of the whole-path run (cores to spare)")
     ] = 1,
     seed: Annotated[int, typer.Option(help="seed of the synthetic streams")] = 0,
+    drift: Annotated[
+        str, typer.Option(help="probe motion in the sorting streams, as simulate --drift (e.g. 'trend=20')")
+    ] = "",
 ) -> None:
     """Online sorting vs SpikeInterface engines at 64/384/1536 channels, and the whole daemon path."""
     from rtdecode.offline.bench.online_bench import ENGINES, run_online_bench
@@ -562,6 +565,12 @@ def bench_online(
         ) from None
     if precision not in ("fp32", "int8"):
         raise typer.BadParameter(f"--precision {precision!r}: expected fp32 or int8")
+    from rtdecode.offline.sim.drift import DriftSpec
+
+    try:
+        DriftSpec.parse(drift)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
     from rtdecode.replay.replayer import PROTOCOLS
 
     protocol = protocol or PROTOCOLS[0]
@@ -587,9 +596,14 @@ def bench_online(
         precision=precision,
         protocol=protocol,
         preprocess_threads=preprocess_threads,
+        drift=drift,
     )
-    table = Table(title=f"online sorting, {duration:g} s per stream ({r['machine']['cpus']} CPUs)")
-    for col in ("channels", "units", "engine", "x real time", "preproc s", "match s", "acc", "acc SNR>=5"):
+    title = f"online sorting, {duration:g} s per stream ({r['machine']['cpus']} CPUs)" + (
+        f", drift {drift}" if drift else ""
+    )
+    table = Table(title=title)
+    cols = ("channels", "units", "engine", "x real time", "preproc s", "match s", "acc", "acc SNR>=5", "motion err um")
+    for col in cols:
         table.add_column(col, justify="right")
     for row in r["sorting"]:
         a5 = row["mean_accuracy_snr5"]
@@ -602,6 +616,7 @@ def bench_online(
             f"{row['match_s']:.2f}",
             f"{row['mean_accuracy']:.2f}",
             "-" if a5 is None else f"{a5:.2f}",
+            f"{m['median_abs_error_um']:.2f}" if (m := row["motion"]) and m["estimates"] else "-",
         )
     if r["sorting"]:
         console.print(table)

@@ -4,6 +4,7 @@ reports what it timed. No timing is asserted (shared machines); accuracy and com
 import json
 
 import numpy as np
+import pytest
 from rtdecode.offline.bench.online_bench import bench_whole_path, probe_positions, run_online_bench, synthetic_stream
 
 from .test_online import rig
@@ -59,3 +60,16 @@ def test_soak_replays_in_a_loop_and_decides_every_onset(tmp_path):
     assert r["restarts"] >= 3  # 30 s of a 6 s recording: every loop is an acquisition restart
     assert r["onsets"] >= 3 * 19 and r["decisions_received"] == r["decisions"]
     assert len(r["rss_mb"]) >= 10 and r["rss_start_mb"] > 0
+
+
+def test_a_drifting_sorting_stream_scores_the_motion_trackers_estimates():
+    from rtdecode.offline.bench.online_bench import run_sorter, templates_on_preprocessing
+
+    stream = synthetic_stream(64, 10.0, seed=2, drift="trend=60")  # 1 um/s up the shank: 10 um at the end
+    assert stream.motion is not None and stream.motion.at(np.array([10.0]))[0] == pytest.approx(10.0)
+    row = run_sorter(stream, templates_on_preprocessing(stream), "rtdecode")
+    m = row["motion"]
+    print(m)
+    # the templates are learnt over the stream: their position, the tracker's zero, is its mean (5 um)
+    assert m["estimates"] >= 8 and m["true_range_um"] == pytest.approx([-3.0, 4.0], abs=0.6)
+    assert m["median_abs_error_um"] <= 3.0 and row["motion_s"] < row["match_s"]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rtdecode.offline.sim.drift import DriftSpec, ProbeMotion
 from rtdecode.offline.sim.extracellular import spike_vector, unit_templates, voltage_recording
 from rtdecode.offline.sim.probe import neuropixels1_probe
 from rtdecode.replay.replayer import ZMQ_INTERFACE
@@ -53,6 +54,7 @@ class SyntheticStream:
     nbefore: int
     noise_levels: np.ndarray  # (channels,) uV
     snr: np.ndarray  # (units,) peak amplitude / noise on the peak channel
+    motion: ProbeMotion | None = None  # the probe's true motion (drift), or None for a still probe
 
     @property
     def n_channels(self) -> int:
@@ -83,8 +85,10 @@ def synthetic_stream(
     noise_uv: float = 7.0,
     common_noise_uv: float = 2.5,
     seed: int = 0,
+    drift: str = "",
 ) -> SyntheticStream:
-    """A raw stream with known spikes (see the module docstring)."""
+    """A raw stream with known spikes (see the module docstring); ``drift``: a probe motion
+    (``rtdecode.offline.sim.drift``) that moves the templates along the shank (one shank, <= 384 ch)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, n_channels, 0xBE]))
     pos = probe_positions(n_channels)
     n_units = max(4, int(round(units_per_channel * n_channels)))
@@ -108,13 +112,20 @@ def synthetic_stream(
         amps.append(rng.normal(1.0, 0.07, len(s)).clip(0.7, 1.3).astype(np.float32))
     spikes = spike_vector(samples, amps)
     noise_levels = noise_uv * rng.uniform(0.85, 1.15, n_channels)
-    rec = voltage_recording(spikes, templates, nbefore, noise_levels, n, FS, int(rng.integers(2**31)))
+    spec = DriftSpec.parse(drift)
+    motion, probe = None, None
+    if not spec.still:
+        if n_channels > 384:
+            raise ValueError(f"drift is simulated on one shank (<= 384 channels), not {n_channels}")
+        motion, probe = spec.motion(duration_s, 1, unit_pos[:, 1]), neuropixels1_probe(n_channels)
+    noise_seed = int(rng.integers(2**31))
+    rec = voltage_recording(spikes, templates, nbefore, noise_levels, n, FS, noise_seed, motion, probe)
     traces = np.asarray(rec.get_traces(), dtype=np.float32)
     traces += rng.normal(0, 25.0, n_channels).astype(np.float32)[None, :]
     traces += rng.normal(0, common_noise_uv, (n, 1)).astype(np.float32)
     peak = np.abs(templates).max(axis=1)
     snr = peak.max(axis=1) / noise_levels[peak.argmax(axis=1)]
-    return SyntheticStream(traces, pos, spikes, templates, nbefore, noise_levels.astype(np.float32), snr)
+    return SyntheticStream(traces, pos, spikes, templates, nbefore, noise_levels.astype(np.float32), snr, motion)
 
 
 @dataclass
@@ -190,18 +201,27 @@ def run_sorter(stream: SyntheticStream, t: SortingTemplates, engine: str, seed: 
         matcher.warmup()
     sorter.pre.process(warm)
     sorter.reset()
-    pre_s, match_s = [0.0], [0.0]
+    pre_s, match_s, motion_s = [0.0], [0.0], [0.0]
     sorter.pre.process = _timed(sorter.pre.process, pre_s)
-    matcher.find = _timed(matcher.find, match_s)
+    if sorter.tracker is None:
+        matcher.find = _timed(matcher.find, match_s)
+    else:  # the sorter detects, feeds the motion tracker, then matches
+        matcher.detect = _timed(matcher.detect, match_s)
+        matcher.match = _timed(matcher.match, match_s)
+        sorter.tracker.add = _timed(sorter.tracker.add, motion_s)
     found_s, found_u = [], []
     stops = np.cumsum(block_sizes(len(stream.traces), FS, None, seed, variable=True))
     t0 = time.perf_counter()
     start = 0
+    tracker, estimates = sorter.tracker, []
     for stop in stops:  # the stream arrives block by block; this is the daemon's loop
         s, u = sorter.process(stream.traces[start:stop], start)
         found_s.append(s)
         found_u.append(u)
         start = stop
+        if tracker is not None and tracker.estimated_at is not None:
+            if not estimates or estimates[-1][0] != tracker.estimated_at:
+                estimates.append((tracker.estimated_at, tracker.displacement_um))
     wall = time.perf_counter() - t0
     s = np.concatenate(found_s)
     u = np.asarray(t.unit_ids)[np.concatenate(found_u)]
@@ -217,6 +237,7 @@ def run_sorter(stream: SyntheticStream, t: SortingTemplates, engine: str, seed: 
         "wall_s": wall,
         "preprocess_s": pre_s[0],
         "match_s": match_s[0],
+        "motion_s": motion_s[0] if sorter.tracker is not None else None,
         "realtime_factor": stream.duration_s / wall,
         "mean_accuracy": acc["mean_accuracy"],
         "mean_accuracy_snr5": float(per_unit[good].mean()) if good.any() else None,
@@ -224,6 +245,28 @@ def run_sorter(stream: SyntheticStream, t: SortingTemplates, engine: str, seed: 
         "well_detected": acc["well_detected"],
         "spikes_found": int(len(s)),
         "spikes_true": int((np.isin(stream.spikes["unit_index"], t.unit_ids)).sum()),
+        "motion": _motion_error(estimates, stream.motion, stream.duration_s) if tracker is not None else None,
+    }
+
+
+def _motion_error(estimates: list[tuple[int, float]], truth: ProbeMotion | None, duration_s: float) -> dict:
+    """The tracker's estimates against the stream's true motion (a still probe: against 0). The
+    benchmark's templates are averaged over the stream itself, so the position they describe -- the
+    tracker's zero -- is the motion's mean over the stream, not its start."""
+    if not estimates:
+        return {"estimates": 0}
+    at, est = (np.array(v, dtype=np.float64) for v in zip(*estimates, strict=True))
+    if truth is None:
+        true = np.zeros(len(at))
+    else:
+        zero = float(truth.at(np.linspace(0, duration_s, 1000)).mean())
+        true = truth.at(at / FS) - zero
+    err = np.abs(est - true)
+    return {
+        "estimates": len(at),
+        "median_abs_error_um": float(np.median(err)),
+        "p90_abs_error_um": float(np.percentile(err, 90)),
+        "true_range_um": [float(true.min()), float(true.max())],
     }
 
 
@@ -234,11 +277,12 @@ def bench_sorting(
     si_max_channels: int = 384,
     seed: int = 0,
     log=print,
+    drift: str = "",
 ) -> list[dict]:
     rows = []
     for c in channels:
         log(f"sorting: generating {c} channels x {duration_s:g} s ...")
-        stream = synthetic_stream(c, duration_s, seed=seed)
+        stream = synthetic_stream(c, duration_s, seed=seed, drift=drift)
         t = templates_on_preprocessing(stream)
         for engine in engines:
             if engine != "rtdecode" and c > si_max_channels:
@@ -252,6 +296,11 @@ def bench_sorting(
             log(
                 f"  {engine}: {row['realtime_factor']:.2f} x real time (preprocessing {row['preprocess_s']:.2f} s, "
                 f"matching {row['match_s']:.2f} s of {row['wall_s']:.2f} s), accuracy {row['mean_accuracy']:.2f}"
+                + (
+                    f", motion error median {m['median_abs_error_um']:.2f} um over {m['estimates']} estimates"
+                    if (m := row["motion"]) and m["estimates"]
+                    else ""
+                )
             )
             rows.append(row)
         del stream
@@ -383,6 +432,7 @@ def bench_whole_path(
     precision: str = "fp32",
     protocol: str = ZMQ_INTERFACE,
     preprocess_threads: int = 1,
+    drift: str = "",
 ) -> dict:
     """Replay a synthetic stream (separate process) through the daemon; latency and capacity.
 
@@ -484,12 +534,14 @@ def run_online_bench(
     precision: str = "fp32",
     protocol: str = ZMQ_INTERFACE,
     preprocess_threads: int = 1,
+    drift: str = "",
 ) -> dict:
     from rtdecode.offline.bench.offline_bench import machine
 
     packages = ("rtdecode", "numpy", "numba", "scipy", "spikeinterface", "onnxruntime", "pyzmq", "flatbuffers")
     result = {"machine": machine(packages), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    result["sorting"] = bench_sorting(channels, duration_s, engines, si_max_channels, seed, log)
+    result["sorting"] = bench_sorting(channels, duration_s, engines, si_max_channels, seed, log, drift)
+    result["drift"] = drift or None
     if whole_path_channels:
         with tempfile.TemporaryDirectory(prefix="rtdecode-bench-") as tmp:
             result["whole_path"] = bench_whole_path(
