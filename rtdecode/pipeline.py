@@ -186,7 +186,7 @@ def make_online_sorter(templates, n_channels: int, sample_rate: float, sorting: 
             getattr(templates, "baseline_mean", None),  # a bundle's calibration rates; equal weights otherwise
             sample_rate,
         )
-    return OnlineSorter(matcher, pre, tracker=tracker)
+    return OnlineSorter(matcher, pre, motion=tracker)
 
 
 class OnlinePipeline:
@@ -317,13 +317,13 @@ class OnlinePipeline:
 
     @property
     def motion_um(self) -> float | None:
-        tracker = self.sorter.tracker
+        tracker = self.sorter.motion
         d = None if tracker is None else tracker.displacement_um
         return None if d is None else round(d, 2)
 
     def motion_status(self) -> dict:
         """The motion estimate for ``status``: off, or the tracker's state."""
-        tracker = self.sorter.tracker
+        tracker = self.sorter.motion
         if tracker is None:
             engine = self.cfg.sorting.engine
             why = "off ([sorting] motion_tracking = false)" if not self.cfg.sorting.motion_tracking else None

@@ -39,7 +39,7 @@ def _track(spec: str, duration_s: float = 40.0, channels: int = 64, n_units: int
     sparsity = np.abs(templates).max(axis=1) > 0.1 * np.abs(templates).max(axis=(1, 2))[:, None]
     matcher = TemplateMatcher(templates, nbefore, sparsity, noise, pos)
     tracker = MotionTracker.for_templates(templates, pos, matcher.neighbours, rates, FS)
-    sorter = OnlineSorter(matcher, StreamingPreprocessor(channels, FS, 300.0, 3, "median"), tracker=tracker)
+    sorter = OnlineSorter(matcher, StreamingPreprocessor(channels, FS, 300.0, 3, "median"), motion=tracker)
     est = []
     for s0 in range(0, n, 10 * BLOCK):
         x = rec.get_traces(start_frame=s0, end_frame=min(n, s0 + 10 * BLOCK))
@@ -79,5 +79,5 @@ def test_the_pipeline_reports_motion_in_status_and_every_decision(bundle, tmp_pa
     raw = cfg.model_dump(mode="json")
     raw["sorting"]["motion_tracking"] = False
     off = OnlinePipeline(Bundle.load(bundle), parse_rig_config(raw), log=lambda *_: None)
-    assert off.sorter.tracker is None
+    assert off.sorter.motion is None
     assert off.motion_status() == {"tracking": "off ([sorting] motion_tracking = false)"}

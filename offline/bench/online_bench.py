@@ -203,17 +203,17 @@ def run_sorter(stream: SyntheticStream, t: SortingTemplates, engine: str, seed: 
     sorter.reset()
     pre_s, match_s, motion_s = [0.0], [0.0], [0.0]
     sorter.pre.process = _timed(sorter.pre.process, pre_s)
-    if sorter.tracker is None:
+    if sorter.motion is None:
         matcher.find = _timed(matcher.find, match_s)
     else:  # the sorter detects, feeds the motion tracker, then matches
         matcher.detect = _timed(matcher.detect, match_s)
         matcher.match = _timed(matcher.match, match_s)
-        sorter.tracker.add = _timed(sorter.tracker.add, motion_s)
+        sorter.motion.add = _timed(sorter.motion.add, motion_s)
     found_s, found_u = [], []
     stops = np.cumsum(block_sizes(len(stream.traces), FS, None, seed, variable=True))
     t0 = time.perf_counter()
     start = 0
-    tracker, estimates = sorter.tracker, []
+    tracker, estimates = sorter.motion, []
     for stop in stops:  # the stream arrives block by block; this is the daemon's loop
         s, u = sorter.process(stream.traces[start:stop], start)
         found_s.append(s)
@@ -237,7 +237,7 @@ def run_sorter(stream: SyntheticStream, t: SortingTemplates, engine: str, seed: 
         "wall_s": wall,
         "preprocess_s": pre_s[0],
         "match_s": match_s[0],
-        "motion_s": motion_s[0] if sorter.tracker is not None else None,
+        "motion_s": motion_s[0] if sorter.motion is not None else None,
         "realtime_factor": stream.duration_s / wall,
         "mean_accuracy": acc["mean_accuracy"],
         "mean_accuracy_snr5": float(per_unit[good].mean()) if good.any() else None,

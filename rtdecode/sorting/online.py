@@ -17,10 +17,10 @@ from rtdecode.sorting.preprocess import StreamingPreprocessor
 
 
 class OnlineSorter:
-    def __init__(self, matcher, preprocessor: StreamingPreprocessor, max_block: int = 1 << 15, tracker=None) -> None:
+    def __init__(self, matcher, preprocessor: StreamingPreprocessor, max_block: int = 1 << 15, motion=None) -> None:
         self.matcher = matcher
         self.pre = preprocessor
-        self.tracker = tracker  # a MotionTracker fed the matcher's detections (needs detect/match), or None
+        self.motion = motion  # a MotionTracker fed the matcher's detections (needs detect/match), or None
         self.left = matcher.margin_left
         self.right = matcher.margin_right
         cap = self.left + max_block + self.right
@@ -31,8 +31,8 @@ class OnlineSorter:
     def reset(self) -> None:
         """Start afresh (a new acquisition or after a gap): filter state and buffer cleared."""
         self.pre.reset()
-        if self.tracker is not None:
-            self.tracker.restart_clock()
+        if self.motion is not None:
+            self.motion.restart_clock()
         self.n = 0  # valid rows in buf
         self.buf_start = None  # absolute sample of buf[0]
         self.done = None  # absolute sample up to which spikes have been emitted
@@ -71,11 +71,11 @@ class OnlineSorter:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         lo = start - self.left  # the matcher sees only the new span and its margins, never the whole buffer
         x = self.buf[lo : self.n]
-        if self.tracker is None:
+        if self.motion is None:
             samples, units = self.matcher.find(x, self.left, self.left + stop - start)
         else:  # the matcher's own detections feed the motion estimate, then are matched
             t, chan = self.matcher.detect(x, self.left, self.left + stop - start)
-            self.tracker.add(x, t, chan, self.buf_start + lo, self.buf_start + stop)
+            self.motion.add(x, t, chan, self.buf_start + lo, self.buf_start + stop)
             samples, units, _ = self.matcher.match(x, t, chan)
         self.done = self.buf_start + stop
         order = np.argsort(samples, kind="stable")
