@@ -13,8 +13,10 @@ again at 1 without counting as a drop.
 from __future__ import annotations
 
 import json
+import time
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from rtdecode.curve import make_client
 
@@ -31,11 +33,32 @@ class DecisionClient:
         if curve is not None:
             make_client(self.sock, *curve)
         self.sock.setsockopt(zmq.SUBSCRIBE, TOPIC)
+        # watched from before connecting, so that wait_connected cannot miss a fast handshake
+        self._monitor: zmq.Socket | None = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.connected = False
         self.sock.connect(address)
         self.last_seq: int | None = None
         self.run_id: str | None = None
         self.dropped = 0
         self.restarts = 0
+
+    def wait_connected(self, timeout_s: float = 5.0) -> bool:
+        """Block until the connection to the daemon's PUB has completed its handshake (after which the
+        subscription is on its way); False if that did not happen within ``timeout_s``. A client that
+        must not miss the first decisions calls this before the stream starts."""
+        deadline = time.monotonic() + timeout_s
+        while not self.connected and self._monitor is not None and (left := deadline - time.monotonic()) > 0:
+            if self._monitor.poll(int(left * 1000) + 1):
+                if recv_monitor_message(self._monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self.connected = True
+                    self._stop_monitor()
+        return self.connected
+
+    def _stop_monitor(self) -> None:
+        if self._monitor is not None:
+            self.sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
 
     def poll(self, timeout_ms: int = 0) -> dict | None:
         """One decision if one arrives within ``timeout_ms`` (0 = never block), else None."""
@@ -64,6 +87,7 @@ class DecisionClient:
             yield d
 
     def close(self) -> None:
+        self._stop_monitor()
         self.sock.close()
 
     def __enter__(self) -> DecisionClient:

@@ -657,6 +657,13 @@ class Daemon:
             "motion": self.pipeline.motion_status(),
         }
 
+    def ring_fill(self) -> int:
+        """Blocks in the ring not yet taken by the worker (0 once the daemon has failed or stopped)."""
+        ring = self.receiver.ring
+        if self.state in ("failed", "stopped") or ring.header is None:
+            return 0
+        return ring.fill
+
     def _receiver_status(self, received_s: float) -> dict:
         rp, rc = self.receiver, self.receiver_totals
         rc_counters = rc.counters
@@ -666,7 +673,7 @@ class Daemon:
             "alive": rp.alive,
             "restarts": rp.restarts,
             "ring_slots": rp.ring.slots,
-            "ring_fill": rp.ring.fill if rp.ring.header is not None else 0,
+            "ring_fill": self.ring_fill(),
             "ring_high_water": rc_counters.get("ring_high_water", 0),
             "overruns": rc_counters.get("overruns", 0),
             "cpu_s": rc.cpu_s,

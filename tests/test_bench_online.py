@@ -49,6 +49,7 @@ def test_whole_path_with_a_replayer_process_decides_every_onset(tmp_path):
     assert 0 < w["first_block_to_last_decision_s"] < 5.0 + 30  # the replay and the settling, not more
 
 
+@pytest.mark.slow  # a 30 s soak
 def test_soak_replays_in_a_loop_and_decides_every_onset(tmp_path):
     from rtdecode.offline.bench.soak import run_soak
 

@@ -104,8 +104,10 @@ def _wait_state(url: str, ready, timeout_s: float = 60.0) -> dict:
     while True:
         with urllib.request.urlopen(url + "api/state", timeout=5) as r:
             s = json.loads(r.read())
-        if ready(s) or time.monotonic() > deadline:
+        if ready(s):
             return s
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the dashboard's state did not become ready within {timeout_s:g} s: {s}")
         time.sleep(0.1)
 
 

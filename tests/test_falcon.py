@@ -16,6 +16,7 @@ from rtdecode.stream.protocol import ProtocolError
 
 from .test_online import rig
 from .test_reliability import FS, ONSETS
+from .waiting import wait_settled
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +137,7 @@ def test_lost_duplicate_restarted_and_foreign_blocks_are_named():
 
 def _serve(bundle, recording, tmp_path, protocol, faults=()):
     cfg = rig(16, tmp_path, protocol=protocol, heartbeat_port=None)
-    res = replay_through_daemon(
-        bundle, recording, cfg, tmp_path / f"{protocol}.jsonl", speed=2.0, faults=list(faults), settle_s=2.0
-    )
+    res = replay_through_daemon(bundle, recording, cfg, tmp_path / f"{protocol}.jsonl", speed=2.0, faults=list(faults))
     return res
 
 
@@ -228,7 +227,7 @@ def test_a_full_ring_drops_and_degrades_on_a_rig_and_waits_when_lossless(bundle,
         if not lossless and d.receiver_totals.samples_received >= rep.stats.samples and d.receiver.ring.fill == 0:
             break
         time.sleep(0.1)
-    time.sleep(0.5)
+    wait_settled(d)
     d.stop()
     d.wait()
     records = [json.loads(x) for x in log.read_text().splitlines()]

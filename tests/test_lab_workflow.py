@@ -107,6 +107,7 @@ def efficientnet_bundle(two_sessions, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # an EfficientNet bundle built and a 68 s session served at 4x
 def test_an_efficientnet_bundle_is_pretrained_and_served_end_to_end(efficientnet_bundle, two_sessions, tmp_path):
     """``rtdecode build --backbone efficientnet-lite0``: ImageNet weights, the same ONNX export and parity,
     every CPU backend rebuilds it, and ``serve`` decides every onset of session 2."""

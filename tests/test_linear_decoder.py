@@ -64,6 +64,7 @@ def test_a_linear_bundle_says_what_it_holds_and_runs_on_every_cpu_backend(linear
     assert ort.infer(x)[0, 0] == 0.0  # the artificial logit is the reference: p(natural) = sigmoid(w.x + b)
 
 
+@pytest.mark.slow  # a 68 s session served at 4x
 def test_serve_decodes_the_second_session_end_to_end_with_the_linear_bundle(linear_bundle, two_sessions, tmp_path):
     """The daemon, fed the never-calibrated session 2 by the replayer, decides every onset, above a
     seeded floor (the Wilson interval's lower bound)."""

@@ -2,11 +2,12 @@
 
 import socket
 import threading
-import time
 
 import zmq
 
 from rtdecode.network_events import NetworkEventsSender
+
+from .waiting import wait_until
 
 
 def test_pulses_become_on_off_commands_with_one_based_lines():
@@ -45,6 +46,6 @@ def test_a_missing_gui_is_counted_not_fatal():
     sender = NetworkEventsSender(f"tcp://127.0.0.1:{port}", line=1, pulse_ms=1, timeout_s=0.2, max_pending=1)
     for _ in range(5):
         sender.pulse()  # the queue holds one; the rest are dropped and counted
-    time.sleep(1.0)
+    wait_until(lambda: sender.counters["failed"] >= 1, 10, "a pulse to fail against the missing GUI")
     sender.close()
     assert sender.counters["failed"] >= 1 and sender.counters["dropped"] >= 1

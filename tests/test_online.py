@@ -92,7 +92,7 @@ def clean_run(bundle, three_animals, tmp_path_factory):
     cfg = rig(16, tmp)
     mp = pytest.MonkeyPatch()
     try:
-        out = run_session(bundle, target / "recording", cfg, tmp, monkeypatch=mp)
+        out = run_session(bundle, target / "recording", cfg, tmp, speed=2.0, monkeypatch=mp)
     finally:
         mp.undo()
     return (target, cfg) + out
@@ -121,7 +121,7 @@ def test_every_onset_yields_exactly_one_decision(clean_run):
         )
         assert set(d["probabilities"]) == {"natural", "artificial"}
     assert live_status["state"] == "running"
-    # status was asked ~5 s into the replay: the daemon had assembled that much of the stream
+    # status was asked ~5 s into the replay (10 s of stream): the daemon had assembled that much of the stream
     assert 3 * 30000 / 750 <= live_status["counters"]["blocks"] <= status["counters"]["blocks"]
     print(
         f"online: {len(decisions)} decisions; latency p50/p99 total "
@@ -131,7 +131,7 @@ def test_every_onset_yields_exactly_one_decision(clean_run):
 
 
 def test_served_and_offline_decisions_agree_per_trial(clean_run, bundle, tmp_path):
-    """The daemon at real time and `rtdecode decode` on the same recording: the same decision for
+    """The daemon at twice real time and `rtdecode decode` on the same recording: the same decision for
     every trial -- status, class, and probabilities within 1e-6 -- not an accuracy tolerance."""
     target, cfg, decisions, *_ = clean_run
     out = tmp_path / "offline.jsonl"
@@ -215,7 +215,7 @@ def test_faults_degrade_trials_but_the_daemon_keeps_running(bundle, three_animal
         )
     ]
     decisions, status, stats, _, log, messages, _ = run_session(
-        bundle, target / "recording", cfg, tmp_path, faults=faults
+        bundle, target / "recording", cfg, tmp_path, faults=faults, speed=4.0
     )
     c = status["counters"]
     print("faults applied:", stats.faults_applied, "daemon counters:", c)

@@ -46,10 +46,11 @@ def test_plugin_survives_garbage_on_the_decision_socket(monkeypatch):
     import zmq
 
     from tests.conftest import free_port_pair
+    from tests.waiting import wait_until
 
     port = free_port_pair()
     ctx = zmq.Context.instance()
-    pub = ctx.socket(zmq.PUB)
+    pub = ctx.socket(zmq.XPUB)  # publishes as PUB does, and tells us when the plugin has subscribed
     pub.bind(f"tcp://127.0.0.1:{port}")
     monkeypatch.setenv("RTDECODE_DECISIONS", f"tcp://127.0.0.1:{port}")
     from rtdecode.plugins.openephys_python_processor import PyProcessor
@@ -62,16 +63,14 @@ def test_plugin_survives_garbage_on_the_decision_socket(monkeypatch):
             self.events.append((line, state))
 
     p = PyProcessor(Handle(), 4, 30000.0)
-    import time
-
-    time.sleep(0.3)
+    assert pub.poll(10_000) and pub.recv() == b"\x01decision"  # the plugin's subscription has arrived
     pub.send_multipart([b"decision", b"{not json"])
     pub.send_multipart([b"decision"])
     pub.send_multipart([b"decision", b'{"seq": 1, "status": "ok", "predicted_class": "natural"}'])
     pub.send_multipart([b"decision", b'{"seq": 3, "status": "degraded: gap", "predicted_class": null}'])
-    time.sleep(0.3)
     block = np.zeros((4, 700), np.float32)
-    for _ in range(4):
+    wait_until(lambda: p.process(block) or p.counters["decisions"] == 2, 10, "the plugin to read all four messages")
+    for _ in range(4):  # the pulse's OFF comes on a later block
         p.process(block)
     pub.close()
     assert p.processor.events == [(1, True), (1, False)]

@@ -24,6 +24,7 @@ import zmq
 
 from .conftest import free_port_pair
 from .gui_helpers import build_chain, excerpt_recording, load_chain, processor_id, set_mode
+from .waiting import connect_and_wait
 
 pytestmark = pytest.mark.gui
 
@@ -234,8 +235,7 @@ def test_the_gui_streams_what_was_recorded(gui, excerpt, protocol, tmp_path):
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(f"tcp://127.0.0.1:{port}")
-    time.sleep(0.5)
+    connect_and_wait(sub, f"tcp://127.0.0.1:{port}")  # the plugin's socket is bound once the chain is loaded
     set_mode("ACQUIRE")
     got = []
     deadline = time.monotonic() + 3
@@ -420,12 +420,15 @@ def test_the_replayer_sends_what_the_real_gui_sends(gui, excerpt, tmp_path):
     numbering, TTL payloads and where TTLs sit relative to blocks, field by field."""
     from rtdecode.replay.replayer import Replayer
 
-    def capture(port: int, start, stop, seconds: float = 9.0) -> list[list[bytes]]:
+    def capture(port: int, start, stop, bound_before_start: bool, seconds: float = 9.0) -> list[list[bytes]]:
         sub = zmq.Context.instance().socket(zmq.SUB)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(f"tcp://127.0.0.1:{port}")
-        time.sleep(0.5)
-        start()
+        if bound_before_start:  # the GUI: its sockets open with the chain, and it sends as soon as it acquires
+            connect_and_wait(sub, f"tcp://127.0.0.1:{port}")
+            start()
+        else:  # the replayer binds when it starts, and sends only after the heartbeat below
+            start()
+            connect_and_wait(sub, f"tcp://127.0.0.1:{port}")
         hb = zmq.Context.instance().socket(zmq.REQ)  # a client's heartbeat, as the plugin expects one
         hb.setsockopt(zmq.LINGER, 0)
         hb.connect(f"tcp://127.0.0.1:{port + 1}")
@@ -441,13 +444,13 @@ def test_the_replayer_sends_what_the_real_gui_sends(gui, excerpt, tmp_path):
 
     port = free_port_pair()
     build_chain(excerpt, [("ZMQ Interface", {"data_port": port})], tmp_path / "chain.xml")
-    real = capture(port, lambda: set_mode("ACQUIRE"), gui.idle)
+    real = capture(port, lambda: set_mode("ACQUIRE"), gui.idle, bound_before_start=True)
     rport = free_port_pair((port, port + 1))
     rep = Replayer(excerpt, port=rport, origin="zero", file_reader_names=True, wait_for_heartbeat_s=10)
     import threading
 
     t = threading.Thread(target=rep.run, daemon=True)
-    ours = capture(rport, t.start, rep.stop)
+    ours = capture(rport, t.start, rep.stop, bound_before_start=False)
     t.join(5)
 
     def summary(frames_list, limit):

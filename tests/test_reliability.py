@@ -35,6 +35,7 @@ from rtdecode.stream.protocol import ProtocolError, parse_frames
 from .conftest import manifest
 from .test_config import VALID
 from .test_online import rig
+from .waiting import wait_settled, wait_until
 
 FS = 30000.0
 ONSETS = np.arange(int(0.5 * FS), int(5.5 * FS), int(0.3 * FS))  # 17 onsets, every window inside the stream
@@ -83,9 +84,7 @@ def wait_for_onsets(daemon, n: int, timeout_s: float = 30.0) -> None:
 
 def _serve(bundle, recording, tmp_path, faults=(), speed=2.0):
     cfg = rig(16, tmp_path)
-    res = replay_through_daemon(
-        bundle, recording, cfg, tmp_path / "d.jsonl", speed=speed, faults=list(faults), settle_s=2.0
-    )
+    res = replay_through_daemon(bundle, recording, cfg, tmp_path / "d.jsonl", speed=speed, faults=list(faults))
     return res, [json.loads(x) for x in res.log_path.read_text().splitlines()]
 
 
@@ -195,7 +194,7 @@ def test_a_restarted_daemon_is_a_new_run_and_the_client_tells_them_apart(bundle,
     client = DecisionClient(f"tcp://127.0.0.1:{cfg.outputs.decision_port}")
     seen = []
     for _ in range(2):  # the same ports and the same log, one run after the other
-        res = replay_through_daemon(bundle, short_recording, cfg, log, speed=3.0, settle_s=1.5)
+        res = replay_through_daemon(bundle, short_recording, cfg, log, speed=3.0)
         assert len(res.decisions) == len(ONSETS)
         deadline = time.monotonic() + 5
         while len([x for x in seen if x["run_id"] == res.status["run_id"]]) < len(ONSETS):
@@ -376,7 +375,7 @@ def test_a_masked_stream_with_gaps_in_channel_num_is_assembled(bundle, tmp_path)
     th = threading.Thread(target=rep.run)
     th.start()
     th.join()
-    time.sleep(1.0)
+    wait_settled(d)
     d.stop()
     d.wait()
     c = d.status()["counters"]
@@ -479,7 +478,7 @@ def test_a_publisher_that_goes_and_comes_back_and_a_stopped_decision_subscriber(
             th = threading.Thread(target=rep.run)
             th.start()
             th.join()
-            time.sleep(1.0)  # the publisher is gone for a while
+            time.sleep(1.0)  # the scenario: the publisher is gone for a while (not a wait)
         deadline = time.monotonic() + 10
         while d.counters["decisions"] < 2 * len(ONSETS) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -536,7 +535,15 @@ def test_kill_9_leaves_a_valid_log_and_a_restart_appends_under_a_new_run(bundle,
                 time.sleep(0.05)
             assert not _running(receiver_pid)  # the receiver process does not outlive its daemon
         else:
-            time.sleep(1.5)
+            wait_until(
+                lambda: (
+                    control_request(f"tcp://127.0.0.1:{cfg.outputs.control_port}", "status")["counters"]["decisions"]
+                    >= len(ONSETS) - 1
+                ),
+                30,
+                "the restarted daemon's decisions",
+                every_s=0.2,
+            )
             assert control_request(f"tcp://127.0.0.1:{cfg.outputs.control_port}", "stop")["state"] == "draining"
             assert proc.wait(30) == 0, proc.stderr.read()[-2000:]
     from rtdecode.stream.ring import SHM_DIR
@@ -613,7 +620,7 @@ def test_a_log_on_a_disk_that_fills_mid_run_never_stops_the_decisions(
     d = Daemon(cfg, bundle, log_path, log=said.append)
     d.start()
     client = DecisionClient(f"tcp://127.0.0.1:{cfg.outputs.decision_port}")
-    time.sleep(0.3)  # the client's SUB connects before anything is published
+    assert client.wait_connected(10)  # before anything is published
     rep = Replayer(short_recording, cfg.stream.data_port, speed=2.0, wait_for_heartbeat_s=10)
     th = threading.Thread(target=rep.run)
     th.start()
@@ -706,10 +713,10 @@ def test_a_receiver_stalled_until_the_upstream_drops_leaves_every_onset_accounte
         wait_for_onsets(d, 5)
         pid = d.receiver.pid
         os.kill(pid, signal.SIGSTOP)
-        time.sleep(4.0)  # 32 s of stream at 8x: more than the publisher and the socket buffers hold
+        time.sleep(4.0)  # the scenario, not a wait: 32 s of stream at 8x, more than the publisher and buffers hold
         os.kill(pid, signal.SIGCONT)
         th.join()
-        time.sleep(1.0)
+        wait_settled(d)
     finally:
         os.kill(pid, signal.SIGCONT)
         rep.stop()

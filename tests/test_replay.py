@@ -3,7 +3,6 @@
 import json
 import re
 import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -29,7 +28,7 @@ def _collect(replayer, port, n):
     # the replayer drops what no subscriber takes, like the GUI: heartbeat (which starts it) only once connected
     assert monitor.poll(5000), "the subscriber never connected to the replayer"
     monitor.recv_multipart()  # the handshake event; the monitor is torn down once all is quiet (below)
-    time.sleep(0.05)  # the subscription itself travels after the handshake
+    # the subscription travels right after the handshake; the replayer waits 0.2 s after a heartbeat
     req.send(json.dumps({"application": "test", "uuid": "1", "type": "heartbeat"}).encode())
     assert req.poll(5000)
     reply = req.recv()

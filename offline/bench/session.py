@@ -2,8 +2,8 @@
 
 Starts the daemon (in this process, its own threads), a decision client, and the replayer (a
 thread, or an ``rtdecode replay`` child process) on the rig config's ports; collects decisions
-until the replay has ended and no decision has arrived for ``settle_s``; then drains and stops the
-daemon.
+until the replay has ended, the daemon's ring is empty and nothing new (a decision, a sample received
+or processed) has come for ``quiet_s``; then drains and stops the daemon.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def replay_through_daemon(
     log_path: str | Path,
     speed: float | None = 1.0,
     faults: list[Fault] | None = None,
-    settle_s: float = 4.0,
+    quiet_s: float = 0.75,
     on_tick=None,
     log=None,
     replayer_process: bool = False,
@@ -106,7 +106,8 @@ def replay_through_daemon(
     ``preload=True``: the replayer renders every message before sending (throughput benchmarks).
     ``lossless=False`` (default): the replayer drops like the plugin when the daemon falls behind
     (send high-water mark 1,000 messages); ``True`` never drops, upstream nor in the daemon's ring
-    (throughput benchmarks)."""
+    (throughput benchmarks). ``quiet_s``: how long nothing may happen, after the replay and once the
+    ring is empty, before the session is over (the receiver reports its counters every 0.25 s)."""
     if replayer_process and faults:
         raise ValueError("faults need the in-process replayer (replayer_process=False)")
     messages: list[str] = []
@@ -120,7 +121,11 @@ def replay_through_daemon(
     daemon.start()
     host = "127.0.0.1" if cfg.outputs.bind_host in ("0.0.0.0", "::") else cfg.outputs.bind_host
     client = DecisionClient(f"tcp://{host}:{cfg.outputs.decision_port}")
-    time.sleep(0.3)  # the client's SUB connects before anything is published
+    if not client.wait_connected(10.0):
+        daemon.stop()
+        daemon.wait()
+        client.close()
+        raise RuntimeError(f"could not connect to the daemon's decisions at {cfg.outputs.decision_port}")
     if replayer_process:
         replayer = ReplayerProcess(
             recording,
@@ -149,7 +154,7 @@ def replay_through_daemon(
     last_new = time.monotonic()
     last_progress = (0, 0)
     try:
-        while th.is_alive() or time.monotonic() - last_new < settle_s:
+        while th.is_alive() or daemon.ring_fill() > 0 or time.monotonic() - last_new < quiet_s:
             if daemon.state == "failed":
                 replayer.stop()
             d = client.poll(50)
