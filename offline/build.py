@@ -50,10 +50,12 @@ from rtdecode.offline.statistics import (
 )
 from sklearn.model_selection import StratifiedKFold
 
-from rtdecode.bundle import CLASS_NAMES, npy_bytes, npz_bytes, write_bundle
+from rtdecode.bundle import CLASS_NAMES, BundleContents
 from rtdecode.config import SortingConfig
 from rtdecode.core.model_input import ImageNormalisation
 from rtdecode.core.neural_image import preferred_stimuli_from_conditions
+from rtdecode.core.responses import BaselineStats
+from rtdecode.manifest import ManifestContent, Preprocessing
 from rtdecode.sorting.templates import Templates
 
 SPIKES = ("online", "sorter")
@@ -110,15 +112,6 @@ def make_classifier(cfg: BuildConfig, decoder: str | None = None):
         seed=cfg.seed,
         image_size=cfg.image_size,
         backbone=cfg.backbone,
-    )
-
-
-def sorting_config(preprocessing: dict) -> SortingConfig:
-    """The daemon's sorting settings with the preprocessing the templates were made on."""
-    return SortingConfig(
-        highpass_hz=float(preprocessing["highpass_hz"]),
-        filter_order=int(preprocessing["order"]),
-        common_reference=preprocessing["reference"],
     )
 
 
@@ -211,10 +204,14 @@ def build_bundle(
 
     channel_positions = read_probeinterface(target_dir / tm.get("probe", "probe.json")).probes[0].contact_positions
     templates = Templates.of(sorted_units, channel_positions)
-    sorting = sorting_config(sorted_units.preprocessing)
     log("running the bundle's own online pipeline over the calibration recording ...")
     trains, n_spikes = online_spike_trains(
-        target_dir / tm["recording"], templates, sorting, seed=cfg.seed, progress=progress
+        target_dir / tm["recording"],
+        templates,
+        SortingConfig(),  # the daemon's defaults, on the preprocessing the templates were made on
+        Preprocessing.model_validate(sorted_units.preprocessing),
+        seed=cfg.seed,
+        progress=progress,
     )
     online_vs_truth = compare_trains_to_ground_truth(target_dir, trains, templates.unit_ids, float(tm["sample_rate"]))
     log(
@@ -339,63 +336,56 @@ def build_bundle(
         },
         "versions": versions(),
     }
-    manifest = {
-        "target": tm["name"],
-        "train_sessions": [d.source.get("folder") or d.source.get("nwb") for d in train],
-        "templates_method": cfg.templates,
-        "sample_rate": float(tm["sample_rate"]),
-        "channel_count": int(tm["channels"]),
-        "stream_name": tm.get("stream_name"),
-        "channel_map": list(range(int(tm["channels"]))),
-        "probe": tm.get("probe"),
-        "first_sample_number": int(tm["first_sample_number"]),
-        "ttl_line": int(tm["ttl_line"]),
-        "windows": {"response_ms": list(cfg.windows.response_ms), "baseline_ms": list(cfg.windows.baseline_ms)},
-        "preprocessing": sorted_units.preprocessing,
-        "class_names": list(CLASS_NAMES),
-        "image_size": size,
-        "normalisation": norm.as_dict(),
-        "n_units": int(templates.n_units),
-        "unit_ids": templates.unit_ids.tolist(),
-        "classifier": clf.description,
-        "architecture": clf.architecture,
-        "int8": int8.as_manifest(),
-        "heldout_accuracy": held["accuracy"],
-        "calibration": {
+    manifest = ManifestContent(
+        target=tm["name"],
+        train_sessions=[d.source.get("folder") or d.source.get("nwb") for d in train],
+        templates_method=cfg.templates,
+        sample_rate=float(tm["sample_rate"]),
+        channel_count=int(tm["channels"]),
+        stream_name=tm.get("stream_name"),
+        channel_map=list(range(int(tm["channels"]))),
+        probe=tm.get("probe"),
+        first_sample_number=int(tm["first_sample_number"]),
+        ttl_line=int(tm["ttl_line"]),
+        windows={"response_ms": list(cfg.windows.response_ms), "baseline_ms": list(cfg.windows.baseline_ms)},
+        preprocessing=sorted_units.preprocessing,
+        class_names=list(CLASS_NAMES),
+        image_size=size,
+        normalisation=norm.as_dict(),
+        n_units=int(templates.n_units),
+        unit_ids=templates.unit_ids.tolist(),
+        classifier=clf.description,
+        architecture=clf.architecture,
+        int8=int8.as_manifest(),
+        heldout_accuracy=held["accuracy"],
+        calibration={
             "fraction": 1.0,
             "seed": cfg.seed,
             "n_trials": int(target.n_trials),
             "folds": cfg.folds,
             "spikes": cfg.spikes,
         },
-        "probability": {
+        probability={
             "method": "temperature",
             "temperature": temperature,
             "n_trials": int(target.n_trials),
             "brier_before": brier(p_raw, target.labels),
             "brier_after": brier(p_cal, target.labels),
         },
-        "versions": versions(),
-    }
-    files = {
-        "templates.npz": npz_bytes(
-            channel_positions=channel_positions,
-            unit_ids=templates.unit_ids,
-            templates=templates.templates,
-            nbefore=np.array(templates.nbefore),
-            sparsity=templates.sparsity,
-            noise_levels=templates.noise_levels,
-        ),
-        "baseline.npz": npz_bytes(unit_ids=templates.unit_ids, mean=stats.mean, std=stats.std, fit_trials=idx),
-        "preferred_stimuli.npy": npy_bytes(ps.reshape(-1, size, size).astype(np.float32)),
-        "model.onnx": onnx_path.read_bytes(),
-        "model.pt": pt.read_bytes(),
-        "report.json": json.dumps(report, indent=1).encode(),
-        "calibration.png": (work_dir / "calibration.png").read_bytes(),
-    }
-    if int8.path is not None:
-        files["model.int8.onnx"] = int8.path.read_bytes()
-    write_bundle(out, manifest, files, overwrite=overwrite)
+        versions=versions(),
+    )
+    contents = BundleContents(
+        manifest=manifest,
+        templates=templates,
+        baseline=BaselineStats(mean=stats.mean, std=stats.std, fit_trials=idx),
+        preferred_stimuli=ps.reshape(-1, size, size).astype(np.float32),
+        model_onnx=onnx_path,
+        model_pt=pt,
+        report=report,
+        model_int8_onnx=int8.path,
+        figures={"calibration.png": (work_dir / "calibration.png").read_bytes()},
+    )
+    contents.write(out, overwrite=overwrite)
     log(f"bundle written: {out}")
     return report
 

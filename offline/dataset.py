@@ -43,8 +43,8 @@ LABELS = ("artificial", "natural")  # class index 0, 1
 class Windows:
     """Trial windows in ms relative to onset, half-open."""
 
-    response_ms: tuple[float, float] = default("trials.response_window_ms")
-    baseline_ms: tuple[float, float] = default("trials.baseline_window_ms")
+    response_ms: tuple[float, float] = default("build.response_window_ms")
+    baseline_ms: tuple[float, float] = default("build.baseline_window_ms")
     temporal_bin_ms: float = 10.0
 
 

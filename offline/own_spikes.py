@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.config import SortingConfig
+from rtdecode.manifest import Preprocessing
 from rtdecode.pipeline import make_online_sorter
 from rtdecode.sorting.templates import Templates
 from rtdecode.stream.recording import RecordingSource
@@ -23,6 +24,7 @@ def online_spike_trains(
     recording_dir: str | Path,
     templates: Templates,
     sorting: SortingConfig,
+    preprocessing: Preprocessing,
     block_samples: int | None = None,
     seed: int = 0,
     progress=None,
@@ -32,7 +34,7 @@ def online_spike_trains(
     source = RecordingSource(recording_dir)
     if source.n_channels != templates.n_channels:
         raise ValueError(f"{recording_dir}: {source.n_channels} channels, the templates have {templates.n_channels}")
-    sorter = make_online_sorter(templates, source.n_channels, source.sample_rate, sorting)
+    sorter = make_online_sorter(templates, source.n_channels, source.sample_rate, sorting, preprocessing)
     first = int(source.sample_numbers[0])
     samples, units = [], []
     task = progress.add_task("the daemon's own spikes (online matcher)", total=source.n_samples) if progress else None

@@ -68,6 +68,7 @@ def _decision_table(decisions: list[dict]) -> pd.DataFrame:
             "segment_first_sample": d.get("segment_first_sample"),
             "sample_rate": float(d.get("sample_rate") or 30000.0),
             "status": d["status"],
+            "reasons": d.get("reasons"),  # None in a log from before decisions carried their reasons
             "predicted_class": d.get("predicted_class"),
             "p_natural": (d.get("probabilities") or {}).get("natural", np.nan),
         }
@@ -116,7 +117,12 @@ def _piece_origins(t: pd.DataFrame) -> dict[tuple[str, int], tuple[float, float]
 
 def summarise(t: pd.DataFrame, events: list[dict], labels: pd.Series | None) -> dict:
 
-    reasons = Counter(s.removeprefix("degraded: ") for s in t["status"] if s != "ok")
+    reasons: Counter = Counter()
+    for status, rs in zip(t["status"], t["reasons"], strict=True):
+        if isinstance(rs, list):  # each degraded decision counts once under each of its reasons
+            reasons.update(rs)
+        elif status != "ok":  # a log from before decisions carried their reasons: by status
+            reasons[status.removeprefix("degraded: ")] += 1
     runs = []
     for run_id, piece in t.groupby("run_id", sort=False):
         stop = next((e for e in events if e.get("event") == "stop" and e.get("run_id") == run_id), None)

@@ -65,9 +65,9 @@ def read_recording(recording_dir: Path, probe_json: Path | None = None):
 def preprocess_to_binary(
     rec,
     out_path: Path,
-    highpass_hz: float = default("sorting.highpass_hz"),
-    order: int = default("sorting.filter_order"),
-    reference: str = default("sorting.common_reference"),
+    highpass_hz: float = default("build.highpass_hz"),
+    order: int = default("build.filter_order"),
+    reference: str = default("build.common_reference"),
     chunk_s: float = 5.0,
     progress=None,
 ):
@@ -213,9 +213,9 @@ def sort_recording(
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     pp = {
-        "highpass_hz": default("sorting.highpass_hz"),
-        "order": default("sorting.filter_order"),
-        "reference": default("sorting.common_reference"),
+        "highpass_hz": default("build.highpass_hz"),
+        "order": default("build.filter_order"),
+        "reference": default("build.common_reference"),
         **(preprocessing or {}),
     }
     prep, described = preprocess_to_binary(rec, work_dir / "preprocessed.raw", progress=progress, **pp)

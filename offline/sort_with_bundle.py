@@ -50,7 +50,9 @@ def sort_with_bundle(
     bundle.check_stream(source.n_channels, source.sample_rate, source=str(recording))
     templates = Templates.of(bundle, bundle.channel_positions)
     sorting_cfg = rig_config_for_bundle(bundle).sorting
-    trains, n_spikes = online_spike_trains(recording, templates, sorting_cfg, seed=seed, progress=progress)
+    trains, n_spikes = online_spike_trains(
+        recording, templates, sorting_cfg, bundle.manifest.preprocessing, seed=seed, progress=progress
+    )
 
     from spikeinterface.core import NumpySorting
 

@@ -27,14 +27,24 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rtdecode.core.responses import BaselineStats
 from rtdecode.errors import RtdecodeError
-from rtdecode.manifest import CLASS_NAMES, SCHEMA_VERSION, Manifest, ManifestError, finish_manifest, parse_manifest
+from rtdecode.manifest import (
+    CLASS_NAMES,
+    SCHEMA_VERSION,
+    Manifest,
+    ManifestContent,
+    ManifestError,
+    finish_manifest,
+    parse_manifest,
+)
+from rtdecode.sorting.templates import Templates
 
 __all__ = ["CLASS_NAMES", "SCHEMA_VERSION", "Bundle", "BundleError", "Manifest", "read_manifest", "verify_bundle"]
 REQUIRED_FILES = ("templates.npz", "baseline.npz", "preferred_stimuli.npy", "model.onnx", "report.json")
@@ -104,6 +114,64 @@ def write_bundle(out: str | Path, manifest: dict[str, Any], files: dict[str, byt
         _rmtree(tmp)
         raise
     return out
+
+
+@dataclass(frozen=True)
+class BundleContents:
+    """Everything a bundle holds, typed: the one way a bundle is written (``rtdecode build`` and the
+    benchmarks' timing bundles). The file layout (the table above) is made here and only here, and
+    the parts are checked against each other before anything is written."""
+
+    manifest: ManifestContent
+    templates: Templates
+    baseline: BaselineStats
+    preferred_stimuli: np.ndarray  # (units, H, W) float32
+    model_onnx: Path
+    model_pt: Path
+    report: dict
+    model_int8_onnx: Path | None = None  # included when the INT8 model agrees with fp32 (manifest.int8)
+    figures: dict[str, bytes] = field(default_factory=dict)  # name.png -> PNG bytes (e.g. calibration.png)
+
+    def problems(self) -> list[str]:
+        m, t = self.manifest, self.templates
+        n, size = t.n_units, m.image_size
+        checks = [
+            ("manifest n_units", m.n_units, n),
+            ("manifest unit_ids", m.unit_ids, t.unit_ids.tolist()),
+            ("baseline units", len(self.baseline.mean), n),
+            ("preferred_stimuli", tuple(self.preferred_stimuli.shape), (n, size, size)),
+            ("manifest channel_count", m.channel_count, t.n_channels),
+            ("INT8 model", self.model_int8_onnx is not None, m.int8 is not None and m.int8.included),
+        ]
+        return [f"{name} is {got}, expected {want}" for name, got, want in checks if got != want]
+
+    def files(self) -> dict[str, bytes]:
+        t, b = self.templates, self.baseline
+        files = {
+            "templates.npz": npz_bytes(
+                channel_positions=t.channel_positions,
+                unit_ids=t.unit_ids,
+                templates=t.templates,
+                nbefore=np.array(t.nbefore),
+                sparsity=t.sparsity,
+                noise_levels=t.noise_levels,
+            ),
+            "baseline.npz": npz_bytes(unit_ids=t.unit_ids, mean=b.mean, std=b.std, fit_trials=b.fit_trials),
+            "preferred_stimuli.npy": npy_bytes(np.asarray(self.preferred_stimuli, dtype=np.float32)),
+            "model.onnx": Path(self.model_onnx).read_bytes(),
+            "model.pt": Path(self.model_pt).read_bytes(),
+            "report.json": json.dumps(self.report, indent=1, default=float).encode(),
+            **self.figures,
+        }
+        if self.model_int8_onnx is not None:
+            files["model.int8.onnx"] = Path(self.model_int8_onnx).read_bytes()
+        return files
+
+    def write(self, out: str | Path, overwrite: bool = False) -> Path:
+        problems = self.problems()
+        if problems:
+            raise BundleError(f"refusing to write {out}: its parts do not fit together: " + "; ".join(problems))
+        return write_bundle(out, self.manifest.model_dump(mode="json"), self.files(), overwrite=overwrite)
 
 
 def _rmtree(path: Path) -> None:

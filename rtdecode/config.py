@@ -2,8 +2,9 @@
 
 A rig config says where the Open Ephys stream comes from (ZMQ Interface plugin ports, stream
 name, channel count, sample rate), which probe is recorded, how spikes are sorted online, which
-TTL line marks a stimulus onset and which windows define a trial, which inference backend to
-use, and where decisions go. Every port is explicit: the GUI's plugins have colliding defaults
+TTL line marks a stimulus onset, which inference backend to use, and where decisions go. The
+preprocessing and the trial windows are the decoder bundle's, not the rig's: a rig config that
+repeats them is refused. Every port is explicit: the GUI's plugins have colliding defaults
 (ZMQ Interface 5556/5557, Event Broadcaster 5557, Network Events 5556).
 
 Errors name the field, the value and what was expected, e.g.::
@@ -25,10 +26,6 @@ from rtdecode.parameters import default, field
 from rtdecode.stream import sources
 
 Port = Annotated[int, Strict(), Field(ge=1024, le=65535, description="TCP port (1024-65535)")]
-#: Milliseconds from onset, written as a number (no ``true`` read as 1.0, no ``"32"`` read as 32),
-#: finite (no inf, no NaN) and within a minute either side.
-Ms = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-60_000, le=60_000)]
-Window = tuple[Ms, Ms]
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -126,33 +123,50 @@ class ProbeConfig(_Strict):
         return self
 
 
+#: What the decoder bundle owns (its manifest's ``preprocessing`` and ``windows``): a rig config that
+#: repeats one is refused, naming it, since the rig copy could only disagree.
+OWNED_BY_THE_BUNDLE = {
+    "sorting": ("highpass_hz", "filter_order", "common_reference"),
+    "trials": ("response_window_ms", "baseline_window_ms"),
+}
+
+
+def _refuse_what_the_bundle_owns(section: str, data: Any) -> Any:
+    if isinstance(data, dict):
+        repeated = [k for k in OWNED_BY_THE_BUNDLE[section] if k in data]
+        if repeated:
+            raise ValueError(
+                f"{', '.join(f'{section}.{k}' for k in repeated)}: the decoder bundle owns the preprocessing and the "
+                "trial windows (its manifest; `rtdecode bundle info` shows them) and the rig follows it; remove "
+                f"{'this key' if len(repeated) == 1 else 'these keys'} from the rig config"
+            )
+    return data
+
+
 class SortingConfig(_Strict):
-    """Online spike sorting against the bundle's templates."""
+    """Online spike sorting against the bundle's templates (on the bundle's preprocessing)."""
 
     engine: Literal["rtdecode", "tdc-peeler", "nearest"] = field("sorting.engine")
     chunk_ms: float = field("sorting.chunk_ms", strict=True, gt=0, le=200)
-    highpass_hz: float = field("sorting.highpass_hz", strict=True, gt=0, le=5000)
-    filter_order: int = field("sorting.filter_order", strict=True, ge=1, le=8)
-    common_reference: Literal["median", "average", "none"] = field("sorting.common_reference")
     detect_threshold: float = field("sorting.detect_threshold", strict=True, gt=0, le=50)
     preprocess_threads: int = field("sorting.preprocess_threads", strict=True, ge=1, le=64)
     motion_tracking: bool = field("sorting.motion_tracking", strict=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_the_bundles(cls, data: Any) -> Any:
+        return _refuse_what_the_bundle_owns("sorting", data)
+
 
 class TrialsConfig(_Strict):
-    """How stimulus onsets become trials. Windows are relative to onset, half-open [start, end)."""
+    """Which TTL line marks a stimulus onset. The trial windows are the bundle's."""
 
     ttl_line: int = Field(strict=True, ge=0, le=255, description="0-based TTL line of stimulus onsets (as on the wire)")
-    response_window_ms: Window = field("trials.response_window_ms")
-    baseline_window_ms: Window = field("trials.baseline_window_ms")
 
-    @model_validator(mode="after")
-    def _windows_ordered(self) -> TrialsConfig:
-        for name in ("response_window_ms", "baseline_window_ms"):
-            start, end = getattr(self, name)
-            if not end > start:
-                raise ValueError(f"{name} must be [start, end) with end > start, got {[start, end]}")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _not_the_bundles(cls, data: Any) -> Any:
+        return _refuse_what_the_bundle_owns("trials", data)
 
 
 class ModelConfig(_Strict):

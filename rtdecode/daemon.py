@@ -41,6 +41,7 @@ from rtdecode.config import RigConfig
 from rtdecode.control import MAX_RECEIVED_BYTES, parse_request
 from rtdecode.curve import load_keys, make_server, start_authenticator
 from rtdecode.decision_log import free_bytes
+from rtdecode.degraded import Degraded
 from rtdecode.errors import RtdecodeError
 from rtdecode.parameters import default
 from rtdecode.pipeline import LATENCY_STAGES, Decision, OnlinePipeline
@@ -48,6 +49,7 @@ from rtdecode.publish import DecisionPublisher
 from rtdecode.stream.continuity import AnomalyKind
 from rtdecode.stream.items import (
     AnomaliesItem,
+    BlockItem,
     FitItem,
     LogItem,
     LostItem,
@@ -62,8 +64,6 @@ from rtdecode.stream.receiver_process import ReceiverProcess
 from rtdecode.stream.receiver_totals import ReceiverTotals
 
 STAGES = tuple(LATENCY_STAGES)
-#: Anomalies that lose no data of the stream: a repeated message, or a message that was not ours
-#: (another stream, rate or channel range) -- counted and dropped, trials stay whole.
 #: The GUI's default block period (reference/openephys.md): the latency budget of one decision.
 GUI_BLOCK_MS = default("gui.block_ms")
 #: Below this, the decision log's file system gets a warning at start.
@@ -92,6 +92,20 @@ class Daemon:
         (throughput benchmarks; on a rig the plugin would drop upstream instead)."""
         self.cfg = config
         self.log = log
+        # one handler per type the receiver sends: its news, and the stream items for the pipeline
+        self._news = {
+            ReceiverReady: lambda event: None,  # a replacement receiver process is up
+            ReceiverCounters: self._on_counters,
+            LogItem: lambda event: self.log(event.text),
+            FitItem: self._on_fit,
+        }
+        self._items = {
+            TtlItem: self._on_ttl,
+            LostItem: self._on_lost,
+            AnomaliesItem: self._on_anomalies,
+            RingBlockItem: self._on_ring_block,
+            BlockItem: self._on_block,
+        }
         self.state = "starting"
         self.failure: str | None = None
         self.pipeline = OnlinePipeline.open(bundle_path, config, log=log)
@@ -147,7 +161,7 @@ class Daemon:
         self.onset_sources: set[int] = set()  # GUI node ids that sent stimulus onsets
         self.last_data_mono: float | None = None  # monotonic time of the last block
         self.silent_since: float | None = None  # set while the upstream is silent
-        self.silence_cause = "upstream silent"  # or "receiver stalled"
+        self.silence_cause = Degraded.UPSTREAM_SILENT  # or RECEIVER_STALLED
         self.last_report_mono: float | None = None  # the receiver's last counters (sent every 0.25 s)
         self.latencies = {k: deque(maxlen=LATENCIES_KEPT) for k in STAGES}  # of the latest ok decisions (ms)
         self.busy_ns = 0  # worker time spent on stream items (capacity = stream time / busy time)
@@ -249,7 +263,7 @@ class Daemon:
         self._closed = True
         for t in self.threads:
             t.join(10)
-        for decision in self.pipeline.finish("shutdown"):  # every onset gets its one decision
+        for decision in self.pipeline.finish(Degraded.SHUTDOWN):  # every onset gets its one decision
             self._publish(decision)
         self.pipeline.gaps.settle()  # lost messages data never resumed after: their span, no samples
         self._log_gaps()
@@ -342,7 +356,7 @@ class Daemon:
                         f"error: the receiver process exited ({code}); starting a new one (the stream it "
                         "misses is logged as a gap)"
                     )
-                    self.pipeline.expect_gap("receiver replaced")
+                    self.pipeline.expect_gap(Degraded.RECEIVER_REPLACED)
                     rp.restart()
                 continue
             self._on_event(event)
@@ -383,7 +397,7 @@ class Daemon:
         self.silent_since = self.last_data_mono
         quiet = now - self.last_report_mono if self.last_report_mono is not None else 0.0
         stalled = self.receiver.alive and quiet > RECEIVER_QUIET_S
-        self.silence_cause = "receiver stalled" if stalled else "upstream silent"
+        self.silence_cause = Degraded.RECEIVER_STALLED if stalled else Degraded.UPSTREAM_SILENT
         self.state = "silent"
         self.counters["silences"] += 1
         if stalled:
@@ -415,23 +429,11 @@ class Daemon:
         self.last_data_mono = now
 
     def _on_event(self, event: ReceiverEvent) -> None:
-        if isinstance(event, ReceiverReady):  # a replacement receiver process is up
-            return
-        if isinstance(event, ReceiverCounters):
-            self.receiver_totals.update(event)
-            self.last_report_mono = time.monotonic()
-            return
-        if isinstance(event, LogItem):
-            self.log(event.text)
-            return
-        if isinstance(event, FitItem):
-            if event.reason is not None:
-                self.state = f"waiting: {event.reason}"
-                self.last_unfit_reason = event.reason
-                self.log(f"warning: the stream does not fit; waiting for one that does: {event.reason}")
-            else:
-                self.state = "running"
-                self.log("note: the stream fits again; decoding resumed")
+        """Receiver news (counters, logs, the stream's fit) is taken here; stream items go to the
+        pipeline through :meth:`_handle`. One handler per item type (:attr:`_news`, :attr:`_items`)."""
+        news = self._news.get(type(event))
+        if news is not None:
+            news(event)
             return
         t0 = time.monotonic_ns()
         try:
@@ -465,37 +467,60 @@ class Daemon:
                 + (f"; further gaps go to the log {self.log_path} only" if number == GAPS_SAID else "")
             )
 
+    # -- receiver news -----------------------------------------------------------------------------
+    def _on_counters(self, event: ReceiverCounters) -> None:
+        self.receiver_totals.update(event)
+        self.last_report_mono = time.monotonic()
+
+    def _on_fit(self, event: FitItem) -> None:
+        if event.reason is not None:
+            self.state = f"waiting: {event.reason}"
+            self.last_unfit_reason = event.reason
+            self.log(f"warning: the stream does not fit; waiting for one that does: {event.reason}")
+        else:
+            self.state = "running"
+            self.log("note: the stream fits again; decoding resumed")
+
+    # -- stream items -> the pipeline ----------------------------------------------------------------
     def _handle(self, item: WorkerItem) -> list[Decision]:
+        return self._items[type(item)](item)
+
+    def _on_ttl(self, item: TtlItem) -> list[Decision]:
+        if not self._own_feedback(item):
+            self.pipeline.on_ttl(item.line, item.state, item.sample)
+        return []
+
+    def _on_lost(self, item: LostItem) -> list[Decision]:
+        self.pipeline.on_lost(item.start, item.end, Degraded.RING_OVERRUN)
+        return []
+
+    def _on_anomalies(self, item: AnomaliesItem) -> list[Decision]:
         p = self.pipeline
-        if isinstance(item, TtlItem):
-            if self._own_feedback(item):
-                return []
-            p.on_ttl(item.line, item.state, item.sample)
-            return []
-        if isinstance(item, LostItem):
-            p.on_lost(item.start, item.end, item.reason)
-            return []
-        if isinstance(item, AnomaliesItem):
-            out: list[Decision] = []
-            for a in item.anomalies:
-                if a.kind is AnomalyKind.RESTART:
-                    out += p.on_restart(item.arrival_ns, "acquisition restarted")
-                    self.log(f"note: new segment {p.segment} ({a.detail}): a stop/start, a restart or a playback loop")
-                    self.publisher.log_event(
-                        {"event": "segment", "run_id": self.run_id, "segment": p.segment, "cause": a.detail}
-                    )
-                elif a.kind.loses_data:
-                    p.on_lost(a.start_sample, a.end_sample, a.kind.reason, a.data_end_unknown)
-            return out
+        out: list[Decision] = []
+        for a in item.anomalies:
+            if a.kind is AnomalyKind.RESTART:
+                out += p.on_restart(item.arrival_ns, Degraded.RESTART)
+                self.log(f"note: new segment {p.segment} ({a.detail}): a stop/start, a restart or a playback loop")
+                self.publisher.log_event(
+                    {"event": "segment", "run_id": self.run_id, "segment": p.segment, "cause": a.detail}
+                )
+            elif a.kind.loses_data:
+                p.on_lost(a.start_sample, a.end_sample, Degraded.of_anomaly(a.kind), a.data_end_unknown)
+        return out
+
+    def _on_ring_block(self, item: RingBlockItem) -> list[Decision]:
+        first, data, arrival = self.receiver.ring.view(item.seq)  # in place: released after this returns
+        return self._on_samples(first, data, arrival)
+
+    def _on_block(self, item: BlockItem) -> list[Decision]:  # injected (tests, the offline path)
+        return self._on_samples(item.first_sample, item.data, item.arrival_ns)
+
+    def _on_samples(self, first: int, data: np.ndarray, arrival: int) -> list[Decision]:
         if self.state == "ready":
             self.state = "running"
         self._data_arrived()
-        if isinstance(item, RingBlockItem):
-            first, data, arrival = self.receiver.ring.view(item.seq)  # in place: released after this returns
-        else:
-            first, data, arrival = item.first_sample, item.data, item.arrival_ns
         self.worker_lag_ms.append((time.monotonic_ns() - arrival) / 1e6)
-        return p.on_block(first, data, arrival)
+        return self.pipeline.on_block(first, data, arrival)
 
     def _publish(self, decision: Decision) -> None:
         d = self.publisher.publish(decision.record())

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rtdecode.decision_log import DecisionLog
+from rtdecode.degraded import Degraded
 from rtdecode.pipeline import Decision, OnlinePipeline
 from rtdecode.stream.recording import RecordingSource
 
-END_OF_RECORDING = "recording ended before the trial's window closed"
+END_OF_RECORDING = Degraded.RECORDING_ENDED
 
 
 def decode_recording(

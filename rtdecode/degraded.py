@@ -20,6 +20,7 @@ class Degraded(StrEnum):
     INCOMPLETE_BLOCK = "incomplete block"  # a block's channels did not all arrive
     RING_OVERRUN = "ring overrun"  # the worker fell behind and the receiver's ring was full
     DATA_GAP = "data gap"  # blocks the worker saw were not contiguous, with no cause reported
+    RECEIVER_REPLACED = "receiver replaced"  # a dead receiver process's successor resumed the stream
     # the trial's windows cannot be complete
     RESTART = "acquisition restarted"  # its sample numbers belong to a finished segment
     WINDOW_BEFORE_STREAM = "window starts before the stream"
@@ -29,6 +30,12 @@ class Degraded(StrEnum):
     RECEIVER_STALLED = "receiver stalled"  # the receiver process stopped answering
     # ours
     INTERNAL_ERROR = "internal error"  # a bug while deciding: the status carries the exception
+
+    @property
+    def events_may_be_lost(self) -> bool:
+        """Whether TTL events (stimulus onsets) in the span may be lost with its samples (the ring
+        carries samples only: an overrun loses no events)."""
+        return self in (Degraded.MESSAGE_GAP, Degraded.SAMPLE_GAP, Degraded.DATA_GAP, Degraded.RECEIVER_REPLACED)
 
     @classmethod
     def of_anomaly(cls, kind: AnomalyKind) -> Degraded:

@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-#: Causes whose span may have swallowed TTL events as well as samples.
-EVENTS_MAY_BE_LOST = frozenset({"message gap", "sample gap", "data gap", "receiver replaced"})
+from rtdecode.degraded import Degraded
 
 #: Gaps kept in memory for ``status`` (their totals are kept regardless).
 KEEP_RECENT = 100
@@ -30,7 +29,7 @@ class Gap:
     segment: int
     start_sample: int
     end_sample: int
-    cause: str
+    cause: Degraded
     sample_rate: float
     samples_lost: int  # samples of the span not seen (a span of lost events only has none)
 
@@ -40,7 +39,7 @@ class Gap:
 
     @property
     def onsets_may_be_missing(self) -> bool:
-        return self.cause in EVENTS_MAY_BE_LOST
+        return self.cause.events_may_be_lost
 
     def record(self) -> dict:
         return {
@@ -48,7 +47,7 @@ class Gap:
             "start_sample": self.start_sample,
             "end_sample": self.end_sample,
             "seconds": round(self.seconds, 6),
-            "cause": self.cause,
+            "cause": self.cause.value,
             "onsets_may_be_missing": self.onsets_may_be_missing,
         }
 
@@ -57,14 +56,14 @@ class GapLedger:
     def __init__(self, sample_rate: float) -> None:
         self.sample_rate = float(sample_rate)
         self.count = 0
-        self.samples_by_cause: Counter[str] = Counter()
+        self.samples_by_cause: Counter[Degraded] = Counter()
         self.recent: list[Gap] = []
         self._new: list[Gap] = []
         self._segment = 1
         self._covered_until: int | None = None  # the end of the latest span counted in this segment
         self._data_until: int | None = None  # the end of the latest samples counted lost in this segment
-        self._open: tuple[int, int, str] | None = None  # a span whose samples end where data resumes
-        self.covering_cause: str | None = None  # the cause of the span that reached _covered_until
+        self._open: tuple[int, int, Degraded] | None = None  # a span whose samples end where data resumes
+        self.covering_cause: Degraded | None = None  # the cause of the span that reached _covered_until
 
     def new_segment(self, segment: int) -> None:
         self.settle()
@@ -72,14 +71,14 @@ class GapLedger:
         self._covered_until = self._data_until = None
         self.covering_cause = None
 
-    def add(self, start: int, end: int, cause: str, data_end: int | None = None) -> Gap | None:
+    def add(self, start: int, end: int, cause: Degraded, data_end: int | None = None) -> Gap | None:
         """Samples ``[start, end)`` were not seen whole; returns the gap counted (None: nothing new).
         ``data_end`` (default ``end``): where the samples lost end, when the span reaches further to
         cover events. A span reported before data resumes ends the open one's samples at ``start``."""
         self.settle(start)
         return self._count(int(start), int(end), cause, int(end) if data_end is None else int(data_end))
 
-    def open(self, start: int, end: int, cause: str) -> None:
+    def open(self, start: int, end: int, cause: Degraded) -> None:
         """Events and samples from ``start`` were lost, and the report (lost messages revealed by the
         message at ``end - 1``, which may be an event inside a block that will come whole) cannot
         know where the samples lost end: they end where data resumes (:meth:`settle`). Counted then."""
@@ -95,7 +94,7 @@ class GapLedger:
         data_end = start if data_resumes is None else max(start, int(data_resumes))
         return self._count(start, max(end, data_end), cause, data_end)
 
-    def _count(self, start: int, end: int, cause: str, data_end: int) -> Gap | None:
+    def _count(self, start: int, end: int, cause: Degraded, data_end: int) -> Gap | None:
         data_end = min(data_end, end)
         data_from = start if self._data_until is None else max(start, self._data_until)
         samples = max(0, data_end - data_from)
@@ -128,6 +127,6 @@ class GapLedger:
         return {
             "count": self.count,
             "lost_s": round(sum(n for _, n in by_cause) / fs, 6),
-            "lost_s_by_cause": {c: round(n / fs, 6) for c, n in by_cause},
-            "onsets_may_be_missing": any(c in EVENTS_MAY_BE_LOST for c, _ in by_cause),
+            "lost_s_by_cause": {c.value: round(n / fs, 6) for c, n in by_cause},
+            "onsets_may_be_missing": any(c.events_may_be_lost for c, _ in by_cause),
         }

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_VERSION = 2
 #: Class index 0 and 1 of every bundle's network (the builder trains label 1 = natural).
@@ -24,9 +24,23 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: Milliseconds from onset: finite (no inf, no NaN) and within a minute either side.
+Ms = Annotated[float, Field(allow_inf_nan=False, ge=-60_000, le=60_000)]
+
+
 class Windows(_Part):
-    response_ms: tuple[float, float]
-    baseline_ms: tuple[float, float]
+    """The trial windows, half-open [start, end) ms from onset; the daemon and the builder use these."""
+
+    response_ms: tuple[Ms, Ms]
+    baseline_ms: tuple[Ms, Ms]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Windows:
+        for name in ("response_ms", "baseline_ms"):
+            start, end = getattr(self, name)
+            if not end > start:
+                raise ValueError(f"windows.{name} must be [start, end) with end > start, got {[start, end]}")
+        return self
 
 
 class Preprocessing(_Part):
@@ -36,6 +50,17 @@ class Preprocessing(_Part):
     order: int = Field(ge=1)
     reference: Literal["median", "average", "none"]
     filter: str | None = None
+
+    @classmethod
+    def defaults(cls) -> Preprocessing:
+        """The builder's defaults (the parameter table's ``build.*``)."""
+        from rtdecode.parameters import default
+
+        return cls(
+            highpass_hz=default("build.highpass_hz"),
+            order=default("build.filter_order"),
+            reference=default("build.common_reference"),
+        )
 
 
 class Normalisation(_Part):
@@ -85,9 +110,10 @@ class Calibration(_Part):
     spikes: str | None = None  # whose spikes the responses were counted from ("online" or "sorter")
 
 
-class Manifest(_Part):
-    schema_version: Literal[2]
-    created_at: str
+class ManifestContent(_Part):
+    """What a bundle's writer says of it (:class:`~rtdecode.bundle.BundleContents`); the writer adds
+    the schema version, the time, the files' hashes and its own content hashes (:class:`Manifest`)."""
+
     target: str
     train_sessions: list[str]
     templates_method: str
@@ -112,6 +138,11 @@ class Manifest(_Part):
     calibration: Calibration | None = None
     probability: ProbabilityCalibration | None = None
     versions: dict[str, str | None] = Field(default_factory=dict)
+
+
+class Manifest(ManifestContent):
+    schema_version: Literal[2]
+    created_at: str
     files: dict[str, str]
     content_sha256: dict[str, str]
 

@@ -24,9 +24,15 @@ class Parameter:
 
 _TABLE = (
     Parameter("sorting.engine", "str", "rtdecode", "", "rtdecode (our matcher), tdc-peeler or nearest"),
-    Parameter("sorting.highpass_hz", "float", 300.0, "Hz", "causal Butterworth high-pass corner"),
-    Parameter("sorting.filter_order", "int", 3, "", "Butterworth order"),
-    Parameter("sorting.common_reference", "str", "median", "", "median, average or none, across channels"),
+    Parameter(
+        "build.highpass_hz",
+        "float",
+        300.0,
+        "Hz",
+        "causal Butterworth high-pass corner (the bundle records it; the rig follows)",
+    ),
+    Parameter("build.filter_order", "int", 3, "", "Butterworth order (the bundle records it; the rig follows)"),
+    Parameter("build.common_reference", "str", "median", "", "median, average or none, across channels (the bundle's)"),
     Parameter("sorting.detect_threshold", "float", 5.0, "noise MADs", "peak detection threshold"),
     Parameter("sorting.preprocess_threads", "int", 1, "", "threads of the high-pass + reference (cores to spare)"),
     Parameter("sorting.chunk_ms", "float", 20.0, "ms", "sorting chunk length (SpikeInterface engines)"),
@@ -38,8 +44,12 @@ _TABLE = (
         "estimate probe motion along the shank from the detected peaks (rtdecode engine); reported, not yet applied",
     ),
     Parameter("trials.ttl_line", "int", 0, "", "0-based TTL line of stimulus onsets, as on the wire"),
-    Parameter("trials.response_window_ms", "[float, float]", (0.0, 250.0), "ms", "half-open response window"),
-    Parameter("trials.baseline_window_ms", "[float, float]", (-200.0, 0.0), "ms", "half-open baseline window"),
+    Parameter(
+        "build.response_window_ms", "[float, float]", (0.0, 250.0), "ms", "half-open response window (the bundle's)"
+    ),
+    Parameter(
+        "build.baseline_window_ms", "[float, float]", (-200.0, 0.0), "ms", "half-open baseline window (the bundle's)"
+    ),
     Parameter("build.min_baseline_std_hz", "float", 1.0, "Hz", "floor of the baseline std (zero-std guard)"),
     Parameter("model.backend", "str", "auto", "", "auto: TensorRT, else torch-cuda on a GPU, else ONNX Runtime"),
     Parameter("model.intra_op_threads", "int", 1, "", "ONNX Runtime / torch threads"),

@@ -22,9 +22,11 @@ import numpy as np
 
 from rtdecode.bundle import Bundle, BundleError
 from rtdecode.config import RigConfig, SortingConfig, parse_rig_config
+from rtdecode.degraded import Degraded, status_of
 from rtdecode.gaps import GapLedger
 from rtdecode.inference.base import Backend
 from rtdecode.inference.select import make_backend
+from rtdecode.manifest import Preprocessing
 from rtdecode.sorting.matcher import TemplateMatcher
 from rtdecode.sorting.motion import MotionTracker
 from rtdecode.sorting.online import OnlineSorter
@@ -70,7 +72,7 @@ class Decision:
     segment_first_sample: int | None = None
     onset_index: int | None = None
     #: Why the trial is degraded, one entry per cause (``status`` joins them); empty when ok.
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Degraded] = field(default_factory=list)
     #: The probe's estimated displacement along the shank from its calibration position when the
     #: trial was decided (um, + = units further from the tip); None when not tracked (yet).
     motion_um: float | None = None
@@ -84,37 +86,13 @@ class Decision:
 
 
 def contract_problems(bundle: Bundle, cfg: RigConfig) -> list[str]:
-    """Every way ``bundle`` and ``cfg`` disagree, each naming the bundle's and the config's value."""
+    """Every way ``bundle`` and ``cfg`` disagree, each naming the bundle's and the config's value.
+    (The preprocessing and the trial windows are the bundle's alone: the rig config has none.)"""
     m = bundle.manifest
-    s, t, p = cfg.stream, cfg.trials, m.preprocessing
+    s, t = cfg.stream, cfg.trials
     pairs = [
         ("channel count", m.channel_count, s.channel_count, m.channel_count == s.channel_count),
         ("sample rate (Hz)", m.sample_rate, s.sample_rate, abs(m.sample_rate - s.sample_rate) <= 1e-6),
-        (
-            "response window (ms)",
-            list(m.windows.response_ms),
-            list(t.response_window_ms),
-            tuple(m.windows.response_ms) == tuple(t.response_window_ms),
-        ),
-        (
-            "baseline window (ms)",
-            list(m.windows.baseline_ms),
-            list(t.baseline_window_ms),
-            tuple(m.windows.baseline_ms) == tuple(t.baseline_window_ms),
-        ),
-        (
-            "preprocessing high-pass (Hz)",
-            p.highpass_hz,
-            cfg.sorting.highpass_hz,
-            p.highpass_hz == cfg.sorting.highpass_hz,
-        ),
-        ("preprocessing filter order", p.order, cfg.sorting.filter_order, p.order == cfg.sorting.filter_order),
-        (
-            "preprocessing reference",
-            p.reference,
-            cfg.sorting.common_reference,
-            p.reference == cfg.sorting.common_reference,
-        ),
         ("TTL line of onsets", m.ttl_line, t.ttl_line, m.ttl_line == t.ttl_line),
     ]
     problems = [f"{name}: bundle {a}, rig config {b}" for name, a, b, same in pairs if not same]
@@ -124,11 +102,10 @@ def contract_problems(bundle: Bundle, cfg: RigConfig) -> list[str]:
 
 
 def rig_config_for_bundle(bundle: Bundle) -> RigConfig:
-    """A loopback rig config that fits ``bundle`` by construction (its stream facts, windows,
-    preprocessing and TTL line; every other value from the parameter table) -- for decoding a
+    """A loopback rig config that fits ``bundle`` by construction (its stream facts and TTL line;
+    every other value from the parameter table) -- for decoding a
     recording offline when no rig config is given. Its sockets are never bound offline."""
     m = bundle.manifest
-    p = m.preprocessing
     return parse_rig_config(
         {
             "name": f"offline ({m.target})",
@@ -139,12 +116,7 @@ def rig_config_for_bundle(bundle: Bundle) -> RigConfig:
                 "channel_count": m.channel_count,
                 "sample_rate": m.sample_rate,
             },
-            "sorting": {"highpass_hz": p.highpass_hz, "filter_order": p.order, "common_reference": p.reference},
-            "trials": {
-                "ttl_line": m.ttl_line,
-                "response_window_ms": tuple(m.windows.response_ms),
-                "baseline_window_ms": tuple(m.windows.baseline_ms),
-            },
+            "trials": {"ttl_line": m.ttl_line},
             "outputs": {"decision_port": 5560, "control_port": 5561},
         },
         source=f"{bundle.path} (offline defaults)",
@@ -166,15 +138,13 @@ def make_matcher(templates, sorting: SortingConfig, sample_rate: float):
     return SpikeInterfaceMatcher(templates, sorting.engine, sorting.detect_threshold, sample_rate)
 
 
-def make_online_sorter(templates, n_channels: int, sample_rate: float, sorting: SortingConfig) -> OnlineSorter:
-    """Causal preprocessing (carried state) + the configured matcher, fed block by block."""
+def make_online_sorter(
+    templates, n_channels: int, sample_rate: float, sorting: SortingConfig, preprocessing: Preprocessing
+) -> OnlineSorter:
+    """Causal ``preprocessing`` (the bundle's; carried state) + the configured matcher, fed block by block."""
+    p = preprocessing
     pre = StreamingPreprocessor(
-        n_channels,
-        sample_rate,
-        sorting.highpass_hz,
-        sorting.filter_order,
-        sorting.common_reference,
-        sorting.preprocess_threads,
+        n_channels, sample_rate, p.highpass_hz, p.order, p.reference, sorting.preprocess_threads
     )
     matcher = make_matcher(templates, sorting, sample_rate)
     tracker = None
@@ -200,7 +170,7 @@ class OnlinePipeline:
         m = bundle.manifest
         self.backend = backend or make_backend(
             cfg.model.backend,
-            bundle.path,
+            bundle,
             cfg.model.intra_op_threads,
             cfg.model.precision,
             cfg.model.engine_cache_dir,
@@ -214,9 +184,9 @@ class OnlinePipeline:
             )
         self.decoder = TrialDecoder(bundle, self.backend)
         self.sample_rate = m.sample_rate
-        self.sorter = make_online_sorter(bundle, m.channel_count, m.sample_rate, cfg.sorting)
+        self.sorter = make_online_sorter(bundle, m.channel_count, m.sample_rate, cfg.sorting, m.preprocessing)
         self.tracker = TrialTracker(bundle.n_units, cfg.trials.ttl_line, self.decoder.response, self.decoder.baseline)
-        self.window_ms = list(cfg.trials.response_window_ms)
+        self.window_ms = list(m.windows.response_ms)
         self.stream_start: int | None = None  # first sample of the current acquisition
         self.samples_processed = 0
         self.decode_errors = 0
@@ -224,7 +194,7 @@ class OnlinePipeline:
         self._onset_index: dict[int, tuple[int, int | None, int]] = {}  # onset -> (segment, first sample, index)
         self._onsets_in_segment = 0
         self.gaps = GapLedger(m.sample_rate)
-        self._next_gap_cause = "data gap"
+        self._next_gap_cause = Degraded.DATA_GAP
 
     @classmethod
     def open(cls, bundle_path: str | Path, cfg: RigConfig, backend: Backend | None = None, log=print) -> OnlinePipeline:
@@ -262,9 +232,9 @@ class OnlinePipeline:
             self._onsets_in_segment += 1
         self.tracker.on_ttl(line, state, sample)
 
-    def on_lost(self, start: int, end: int, reason: str, data_end_unknown: bool = False) -> None:
+    def on_lost(self, start: int, end: int, reason: Degraded, data_end_unknown: bool = False) -> None:
         """Samples ``[start, end)`` were not seen whole (lost messages, a gap, an overrun): trials
-        overlapping them are decided ``degraded: <reason>``; the span is counted in :attr:`gaps`
+        overlapping them are decided degraded for ``reason``; the span is counted in :attr:`gaps`
         (``data_end_unknown``: the samples lost end where the next block starts, see :class:`Anomaly`)."""
         self.tracker.on_anomaly(start, end, reason)
         if data_end_unknown:
@@ -272,11 +242,11 @@ class OnlinePipeline:
         else:
             self.gaps.add(start, end, reason)
 
-    def expect_gap(self, cause: str) -> None:
+    def expect_gap(self, cause: Degraded) -> None:
         """The next jump in sample numbers has a known cause (e.g. the receiver process was replaced)."""
         self._next_gap_cause = cause
 
-    def on_restart(self, arrival_ns: int, reason: str = "acquisition restarted") -> list[Decision]:
+    def on_restart(self, arrival_ns: int, reason: Degraded = Degraded.RESTART) -> list[Decision]:
         """Acquisition restarted (sample numbers start again): pending trials belong to the finished
         run and are decided degraded; the sorter starts afresh."""
         self.sorter.reset()
@@ -296,13 +266,13 @@ class OnlinePipeline:
             self.stream_start = first_sample
             for onset, (seg, _, k) in list(self._onset_index.items()):  # TTLs come before their block's data
                 self._onset_index[onset] = (seg, first_sample, k)
-        elif sorter.buf_start is not None and first_sample != sorter.buf_start + sorter.n:
-            # a gap: the sorter restarts, and its left margin after the gap is unsorted
-            expected, cause = sorter.buf_start + sorter.n, self._next_gap_cause
+        elif (unsorted := sorter.unsorted_by(first_sample)) is not None:
+            # a jump: the sorter restarts, and its left margin after it is unsorted
+            expected, cause = unsorted[0], self._next_gap_cause
             if self.gaps.add(expected, first_sample, cause) is None and self.gaps.covering_cause:
                 cause = self.gaps.covering_cause  # the receiver already named this hole: one reason, not two
-            self.tracker.on_anomaly(expected, first_sample + sorter.left, cause)
-        self._next_gap_cause = "data gap"
+            self.tracker.on_anomaly(expected, unsorted[1], cause)
+        self._next_gap_cause = Degraded.DATA_GAP
         spikes, units = sorter.process(data, first_sample)
         t_sorted = time.monotonic_ns()
         self.samples_processed += len(data)
@@ -310,7 +280,7 @@ class OnlinePipeline:
         closed = self.tracker.close_ready(sorter.sorted_until, self.stream_start)
         return [self._decide(t, arrival_ns, t_sorted) for t in closed]
 
-    def finish(self, reason: str, arrival_ns: int | None = None) -> list[Decision]:
+    def finish(self, reason: Degraded, arrival_ns: int | None = None) -> list[Decision]:
         """The stream ended (or the daemon stops): every trial still open is decided degraded."""
         t = time.monotonic_ns() if arrival_ns is None else arrival_ns
         return [self._decide(trial, t, t) for trial in self.tracker.close_all(reason)]
@@ -349,8 +319,8 @@ class OnlinePipeline:
         except Exception as err:  # a backend or a bug of ours failed: the onset still gets its decision
             self.decode_errors += 1
             self.log(f"error: decoding the trial at {trial.onset_sample} failed:\n" + traceback.format_exc())
-            reason = f"internal error ({type(err).__name__}: {err})"[:290]
-            v = Verdict(f"degraded: {reason}", None, None, None, None, (reason,))
+            why = (Degraded.INTERNAL_ERROR,)
+            v = Verdict(status_of(why, f"{type(err).__name__}: {err}"[:270]), None, None, None, None, why)
         r0, r1 = self.decoder.response
         segment, first, index = self._onset_index.pop(trial.onset_sample, (self.segment, self.stream_start, None))
         return Decision(

@@ -23,6 +23,7 @@ from rtdecode.bundle import Bundle
 from rtdecode.core.model_input import ImageNormalisation
 from rtdecode.core.neural_image import neural_images
 from rtdecode.core.responses import BaselineStats, rates_hz, window_samples
+from rtdecode.degraded import Degraded, status_of
 from rtdecode.inference.base import Backend, softmax
 from rtdecode.trials import ClosedTrial
 
@@ -36,7 +37,7 @@ class Verdict:
     probabilities: dict[str, float] | None
     t_image_ns: int | None
     t_inference_ns: int | None
-    reasons: tuple[str, ...] = ()  # why it is degraded, one entry per cause (empty when ok)
+    reasons: tuple[Degraded, ...] = ()  # why it is degraded, one entry per cause (empty when ok)
 
 
 class TrialDecoder:
@@ -70,7 +71,7 @@ class TrialDecoder:
     def decide(self, trial: ClosedTrial) -> Verdict:
         if trial.degraded:
             reasons = tuple(trial.degraded)
-            return Verdict("degraded: " + "; ".join(reasons), None, None, None, None, reasons)
+            return Verdict(status_of(reasons), None, None, None, None, reasons)
         rates_hz(trial.response_counts[None, :], self.response, self.fs, out=self._rates)
         self.stats.normalise(self._rates, out=self._R)
         neural_images(self._R, self.preferred_stimuli, out=self._image)

@@ -4,8 +4,8 @@ Windows are half-open ``[onset + start, onset + end)`` in integer samples, for t
 the baseline (which may precede the onset), counted by ``core.responses`` as in the builder.
 Spikes are kept only as long as an open trial can
 still need them. A trial whose span overlaps a stream anomaly (lost messages, a sample gap, an
-incomplete block, a restart, a dropped block) is closed as ``degraded: <reason>`` and is never
-decoded as if whole.
+incomplete block, a restart, a dropped block) is closed degraded, with its reasons
+(:class:`~rtdecode.degraded.Degraded`), and is never decoded as if whole.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtdecode.core.responses import trial_counts
+from rtdecode.degraded import Degraded
 
 
 @dataclass
@@ -22,7 +23,7 @@ class ClosedTrial:
     onset_sample: int
     response_counts: np.ndarray  # (units,) int64
     baseline_counts: np.ndarray  # (units,) int64
-    degraded: list[str] = field(default_factory=list)
+    degraded: list[Degraded] = field(default_factory=list)
     closed_ns: int = 0
 
     @property
@@ -45,7 +46,7 @@ class TrialTracker:
         self.pending: list[int] = []
         self.spike_samples = np.empty(0, np.int64)
         self.spike_units = np.empty(0, np.int64)
-        self.anomalies: list[tuple[int, int, str]] = []
+        self.anomalies: list[tuple[int, int, Degraded]] = []
         self.counters = {"onsets": 0, "closed": 0, "degraded": 0}
         self.unit_spikes = np.zeros(n_units, dtype=np.int64)  # spikes per unit so far (the dashboard's rates)
 
@@ -54,10 +55,10 @@ class TrialTracker:
             self.pending.append(int(sample))
             self.counters["onsets"] += 1
 
-    def on_anomaly(self, start: int, end: int, reason: str) -> None:
+    def on_anomaly(self, start: int, end: int, reason: Degraded) -> None:
         self.anomalies.append((int(start), int(max(end, start + 1)), reason))
 
-    def on_restart(self, reason: str = "acquisition restarted") -> list[ClosedTrial]:
+    def on_restart(self, reason: Degraded = Degraded.RESTART) -> list[ClosedTrial]:
         """Close every pending trial as degraded: their sample numbers belong to a finished run."""
         closed = [self._close(o, [reason]) for o in self.pending]
         self.pending = []
@@ -72,7 +73,7 @@ class TrialTracker:
             self.spike_samples = np.concatenate([self.spike_samples, samples])
             self.spike_units = np.concatenate([self.spike_units, units])
 
-    def _close(self, onset: int, degraded: list[str]) -> ClosedTrial:
+    def _close(self, onset: int, degraded: list[Degraded]) -> ClosedTrial:
         self.counters["closed"] += 1
         if degraded:
             self.counters["degraded"] += 1
@@ -81,7 +82,7 @@ class TrialTracker:
         )
         return ClosedTrial(onset, response[0], baseline[0], degraded)
 
-    def close_all(self, reason: str) -> list[ClosedTrial]:
+    def close_all(self, reason: Degraded) -> list[ClosedTrial]:
         """Close every pending trial as degraded (the stream ended or the daemon stops)."""
         closed = [self._close(o, [reason]) for o in self.pending]
         self.pending = []
@@ -99,7 +100,7 @@ class TrialTracker:
             lo, hi = onset + self.first, onset + self.last
             reasons = sorted({r for a, b, r in self.anomalies if a < hi and b > lo})
             if stream_start is not None and lo < stream_start:
-                reasons.append("window starts before the stream")
+                reasons.append(Degraded.WINDOW_BEFORE_STREAM)
             out.append(self._close(onset, reasons))
         self.pending = keep
         horizon = min([o + self.first for o in keep], default=sorted_until + self.first)

@@ -164,9 +164,8 @@ def test_build_report_holds_the_cross_validated_estimate_and_the_extra_training_
 
 
 def test_backends_agree(bundle):
-    ort = make_backend("onnxruntime", bundle)
-    ref = make_backend("torch", bundle)
-    auto = make_backend("auto", bundle)
+    b = Bundle.load(bundle)
+    ort, ref, auto = (make_backend(kind, b) for kind in ("onnxruntime", "torch", "auto"))
     assert auto.name == "onnxruntime" and "CPUExecutionProvider" in ort.device
     x = np.random.default_rng(0).normal(0, 1, ort.input_shape).astype(np.float32)
     np.testing.assert_allclose(ort.infer(x), ref.infer(x), atol=1e-3, rtol=1e-4)
@@ -175,12 +174,13 @@ def test_backends_agree(bundle):
 
 @pytest.mark.gpu
 def test_tensorrt_engine_matches_onnxruntime(bundle, tmp_path):
-    trt = make_backend("tensorrt", bundle, engine_cache_dir=tmp_path / "engines")
-    ort = make_backend("onnxruntime", bundle)
+    b = Bundle.load(bundle)
+    trt = make_backend("tensorrt", b, engine_cache_dir=tmp_path / "engines")
+    ort = make_backend("onnxruntime", b)
     x = np.random.default_rng(1).normal(0, 1, ort.input_shape).astype(np.float32)
     np.testing.assert_allclose(trt.infer(x), ort.infer(x), atol=1e-2)
     assert list((tmp_path / "engines").glob("engine-*.plan"))
-    again = make_backend("tensorrt", bundle, engine_cache_dir=tmp_path / "engines")  # from the cache
+    again = make_backend("tensorrt", b, engine_cache_dir=tmp_path / "engines")  # from the cache
     np.testing.assert_allclose(again.infer(x), trt.infer(x), atol=1e-5)
 
 
@@ -200,18 +200,19 @@ def test_the_int8_model_is_stored_with_its_agreement_or_refused_with_the_reason(
     from rtdecode.inference.base import BackendUnavailable
 
     m = verify_bundle(bundle)
+    b = Bundle.load(bundle)
     assert m.int8 is not None and m.int8.n_heldout > 0 and m.int8.n_calibration > 0
     rep = json.loads((bundle / "report.json").read_text())["int8"]
     assert rep == m.int8.model_dump()
     if not m.int8.included:  # the builder refused it: no file, and the reason on request
         assert "model.int8.onnx" not in m.files and m.int8.agreement < 0.99
         with pytest.raises(BackendUnavailable, match="has no INT8 model .*below 99%"):
-            make_backend("onnxruntime", bundle, precision="int8")
+            make_backend("onnxruntime", b, precision="int8")
         return
     assert "model.int8.onnx" in m.files and m.int8.agreement >= 0.99
-    int8 = make_backend("onnxruntime", bundle, precision="int8")
-    fp32 = make_backend("onnxruntime", bundle)
+    int8 = make_backend("onnxruntime", b, precision="int8")
+    fp32 = make_backend("onnxruntime", b)
     x = np.random.default_rng(3).normal(0, 1, fp32.input_shape).astype(np.float32)
     assert int8.infer(x).shape == fp32.infer(x).shape == (1, 2)
     with pytest.raises(BackendUnavailable, match="precision int8 runs the bundle's INT8 model on ONNX Runtime"):
-        make_backend("torch", bundle, precision="int8")
+        make_backend("torch", b, precision="int8")

@@ -1,4 +1,5 @@
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,7 @@ def test_neuropixels_config_is_384_channels_30k():
 def test_defaults_filled_in():
     cfg = parse_rig_config(VALID)
     assert cfg.model.backend == "auto" and cfg.model.intra_op_threads == 1
-    assert cfg.trials.response_window_ms == (0.0, 250.0)
-    assert cfg.trials.baseline_window_ms == (-200.0, 0.0)
+    assert cfg.sorting.engine == "rtdecode" and cfg.sorting.motion_tracking is True
 
 
 @pytest.mark.parametrize(
@@ -71,10 +71,11 @@ def test_defaults_filled_in():
         ("stream.channel_count", 0, "stream.channel_count = 0: Input should be greater than 0"),
         ("stream.heartbeat_port", 5599, "heartbeat_port must be data_port + 1 = 5557"),
         ("trials.ttl_line", -1, "trials.ttl_line = -1"),
-        ("trials.response_window_ms", [250, 0], "response_window_ms must be [start, end) with end > start"),
-        ("trials.response_window_ms", [0, math.inf], "response_window_ms.1 = inf: Input should be a finite number"),
-        ("trials.baseline_window_ms", [math.nan, 0], "baseline_window_ms.0 = nan: Input should be a finite number"),
-        ("trials.response_window_ms", [0, 1e9], "response_window_ms.1 = 1000000000.0: Input should be less"),
+        # the bundle owns the trial windows and the preprocessing: a rig config repeating one is refused
+        ("trials.response_window_ms", [0, 250], "trials.response_window_ms: the decoder bundle owns"),
+        ("trials.baseline_window_ms", [-200, 0], "trials.baseline_window_ms: the decoder bundle owns"),
+        ("sorting.highpass_hz", 300.0, "sorting.highpass_hz: the decoder bundle owns the preprocessing"),
+        ("sorting.common_reference", "median", "sorting.common_reference: the decoder bundle owns"),
         (
             "model.backend",
             "cuda",
@@ -156,3 +157,28 @@ def test_falcon_output_needs_no_heartbeat_port_and_the_zmq_interface_gets_data_p
         StreamConfig(data_port=5556, heartbeat_port=6000, **base)
     with pytest.raises(ValueError, match="protocol"):
         StreamConfig(protocol="falcon", data_port=3335, **base)
+
+
+@pytest.mark.parametrize(
+    ("windows", "expect"),
+    [
+        (
+            {"response_ms": [250, 0], "baseline_ms": [-200, 0]},
+            "windows.response_ms must be [start, end) with end > start",
+        ),
+        ({"response_ms": [0, math.inf], "baseline_ms": [-200, 0]}, "windows.response_ms.1 = inf"),
+        ({"response_ms": [0, 250], "baseline_ms": [math.nan, 0]}, "windows.baseline_ms.0 = nan"),
+        ({"response_ms": [0, 1e9], "baseline_ms": [-200, 0]}, "windows.response_ms.1 = 1000000000.0"),
+    ],
+)
+def test_a_bundles_windows_are_finite_and_ordered(bundle, windows, expect):
+    """The windows live in the bundle's manifest, so that is where they are checked."""
+    import json
+
+    from rtdecode.manifest import ManifestError, content_hashes, parse_manifest
+
+    raw = json.loads((bundle / "manifest.json").read_text())
+    raw["windows"] = windows
+    raw["content_sha256"] = content_hashes(raw)
+    with pytest.raises(ManifestError, match=re.escape(expect)):
+        parse_manifest(raw)

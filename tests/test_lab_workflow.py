@@ -126,7 +126,8 @@ def test_an_efficientnet_bundle_is_pretrained_and_served_end_to_end(efficientnet
         "pretrained": True,
     }
     assert "ImageNet weights" in m["classifier"]
-    ort, ref = make_backend("onnxruntime", efficientnet_bundle), make_backend("torch", efficientnet_bundle)
+    b = Bundle.load(efficientnet_bundle)
+    ort, ref = make_backend("onnxruntime", b), make_backend("torch", b)
     x = np.random.default_rng(0).normal(0, 1, ort.input_shape).astype(np.float32)
     np.testing.assert_allclose(ort.infer(x), ref.infer(x), atol=1e-4, rtol=1e-4)
     target = two_sessions[1]

@@ -14,6 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
+from rtdecode.bundle import Bundle
 from rtdecode.cli import app
 from rtdecode.inference.select import make_backend
 
@@ -58,7 +59,8 @@ def test_a_linear_bundle_says_what_it_holds_and_runs_on_every_cpu_backend(linear
     assert m["heldout_accuracy"] == rep["heldout"]["accuracy"] and rep["heldout"]["ci95"][0] > 0.6
     info = CliRunner().invoke(app, ["bundle", "info", str(linear_bundle)])
     assert info.exit_code == 0 and "name: linear" in info.output and "linear read-out" in info.output
-    ort, ref = make_backend("onnxruntime", linear_bundle), make_backend("torch", linear_bundle)
+    b = Bundle.load(linear_bundle)
+    ort, ref = make_backend("onnxruntime", b), make_backend("torch", b)
     x = np.random.default_rng(0).normal(0, 1, ort.input_shape).astype(np.float32)
     np.testing.assert_allclose(ort.infer(x), ref.infer(x), atol=1e-4)
     assert ort.infer(x)[0, 0] == 0.0  # the artificial logit is the reference: p(natural) = sigmoid(w.x + b)

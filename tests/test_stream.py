@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from rtdecode.degraded import Degraded
 from rtdecode.stream.assembler import BlockAssembler
 from rtdecode.stream.protocol import (
     BlockFramer,
@@ -169,4 +170,6 @@ def test_one_continuity_check_judges_message_numbers_for_every_protocol():
     assert [a.kind for a in found] == [AnomalyKind.MESSAGE_GAP, AnomalyKind.DUPLICATE, AnomalyKind.RESTART]
     assert (counters["message_gaps"], counters["duplicates"], counters["restarts"]) == (1, 1, 1)
     assert {k for k in AnomalyKind if k.loses_data} == {"message_gap", "sample_gap", "incomplete_block"}
-    assert AnomalyKind.INCOMPLETE_BLOCK.reason == "incomplete block"
+    assert Degraded.of_anomaly(AnomalyKind.INCOMPLETE_BLOCK) is Degraded.INCOMPLETE_BLOCK
+    with pytest.raises(ValueError, match="loses no data"):
+        Degraded.of_anomaly(AnomalyKind.DUPLICATE)

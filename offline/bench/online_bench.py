@@ -37,8 +37,10 @@ from rtdecode.offline.sim.extracellular import spike_vector, unit_templates, vol
 from rtdecode.offline.sim.probe import neuropixels1_probe
 from rtdecode.replay.replayer import ZMQ_INTERFACE
 
+from rtdecode.manifest import ManifestContent, Preprocessing
 from rtdecode.parameters import default
 from rtdecode.sorting.spikeinterface_engine import EngineUnavailable
+from rtdecode.sorting.templates import Templates
 
 FS = 30000.0
 SHANK_PITCH_UM = 250.0
@@ -128,29 +130,24 @@ def synthetic_stream(
     return SyntheticStream(traces, pos, spikes, templates, nbefore, noise_levels.astype(np.float32), snr, motion)
 
 
-@dataclass
-class SortingTemplates:
-    """What a bundle's templates.npz holds, computed by the builder's code on the daemon's preprocessing."""
+@dataclass(frozen=True)
+class SortingTemplates(Templates):
+    """A bundle's templates, computed by the builder's code on the daemon's preprocessing, with the
+    ground-truth sorting they were made from (to score a matcher against)."""
 
-    unit_ids: np.ndarray
-    templates: np.ndarray
-    nbefore: int
-    sparsity: np.ndarray
-    noise_levels: np.ndarray
-    channel_positions: np.ndarray
-    gt_sorting: object
+    gt_sorting: object = None
 
 
-def templates_on_preprocessing(
-    stream: SyntheticStream, reference: str = default("sorting.common_reference")
-) -> SortingTemplates:
+def templates_on_preprocessing(stream: SyntheticStream) -> SortingTemplates:
+    """Ground-truth templates on the builder's default preprocessing (the timing bundle's)."""
     from probeinterface import Probe
     from rtdecode.offline.sort import templates_from_sorting
     from spikeinterface.core import NumpyRecording, NumpySorting
 
     from rtdecode.sorting.preprocess import StreamingPreprocessor
 
-    prep = StreamingPreprocessor(stream.n_channels, FS, reference=reference).process(stream.traces)
+    p = Preprocessing.defaults()
+    prep = StreamingPreprocessor(stream.n_channels, FS, p.highpass_hz, p.order, p.reference).process(stream.traces)
     rec = NumpyRecording([prep], sampling_frequency=FS)
     probe = Probe(ndim=2, si_units="um")
     probe.set_contacts(positions=stream.positions, shapes="square", shape_params={"width": 12})
@@ -193,7 +190,7 @@ def run_sorter(stream: SyntheticStream, t: SortingTemplates, engine: str, seed: 
     from rtdecode.stream.recording import block_sizes
 
     # the daemon's own assembly of preprocessing + matcher (rtdecode.pipeline), engine by engine
-    sorter = make_online_sorter(t, stream.n_channels, FS, SortingConfig(engine=engine))
+    sorter = make_online_sorter(t, stream.n_channels, FS, SortingConfig(engine=engine), Preprocessing.defaults())
     matcher = sorter.matcher
     warm = np.random.default_rng(0).normal(0, 1, (4096, stream.n_channels)).astype(np.float32) * t.noise_levels
     matcher.find(warm, matcher.margin_left, len(warm) - matcher.margin_right)  # JIT before the clock
@@ -345,7 +342,7 @@ def write_timing_bundle(
     from rtdecode.offline.classifiers import NetworkClassifier
     from rtdecode.offline.export import check_parity, export_onnx, quantize_int8
 
-    from rtdecode.bundle import CLASS_NAMES, npy_bytes, npz_bytes, write_bundle
+    from rtdecode.bundle import CLASS_NAMES, BundleContents
     from rtdecode.core.model_input import ImageNormalisation
     from rtdecode.core.neural_image import neural_images, preferred_stimuli
     from rtdecode.core.responses import BaselineStats, SpikeIndex, rates_hz, window_samples
@@ -354,7 +351,7 @@ def write_timing_bundle(
     keep = np.isin(stream.spikes["unit_index"], t.unit_ids)
     remap = np.searchsorted(t.unit_ids, stream.spikes["unit_index"][keep])
     index = SpikeIndex.from_spikes(stream.spikes["sample_index"][keep], remap, len(t.unit_ids))
-    resp_ms, base_ms = default("trials.response_window_ms"), default("trials.baseline_window_ms")
+    resp_ms, base_ms = default("build.response_window_ms"), default("build.baseline_window_ms")
     resp, base = window_samples(resp_ms, FS), window_samples(base_ms, FS)
     stats = BaselineStats.fit(rates_hz(index.counts(onsets, base), base, FS))
     R = stats.normalise(rates_hz(index.counts(onsets, resp), resp, FS))
@@ -374,49 +371,38 @@ def write_timing_bundle(
     import torch
 
     torch.save(model.state_dict(), work / "model.pt")
-    manifest = {
-        "target": f"synthetic-{stream.n_channels}ch (timing bundle: decisions carry no meaning)",
-        "train_sessions": [],
-        "templates_method": "ground-truth",
-        "sample_rate": FS,
-        "channel_count": stream.n_channels,
-        "stream_name": "ProbeA-AP",
-        "channel_map": list(range(stream.n_channels)),
-        "first_sample_number": first_sample,
-        "ttl_line": ttl_line,
-        "windows": {"response_ms": list(resp_ms), "baseline_ms": list(base_ms)},
-        "preprocessing": {
-            "highpass_hz": default("sorting.highpass_hz"),
-            "order": default("sorting.filter_order"),
-            "reference": default("sorting.common_reference"),
-        },
-        "class_names": list(CLASS_NAMES),
-        "image_size": image_size,
-        "normalisation": norm.as_dict(),
-        "n_units": int(len(t.unit_ids)),
-        "unit_ids": t.unit_ids.tolist(),
-        "classifier": clf.description + " (fitted to arbitrary labels)",
-        "architecture": clf.architecture,
-        "int8": int8.as_manifest(),
-        "heldout_accuracy": None,
-    }
-    files = {
-        "templates.npz": npz_bytes(
-            channel_positions=t.channel_positions,
-            unit_ids=t.unit_ids,
-            templates=t.templates,
-            nbefore=np.array(t.nbefore),
-            sparsity=t.sparsity,
-            noise_levels=t.noise_levels,
-        ),
-        "baseline.npz": npz_bytes(unit_ids=t.unit_ids, mean=stats.mean, std=stats.std, fit_trials=stats.fit_trials),
-        "preferred_stimuli.npy": npy_bytes(PS.reshape(-1, image_size, image_size)),
-        "model.onnx": onnx_path.read_bytes(),
-        "model.pt": (work / "model.pt").read_bytes(),
-        **({"model.int8.onnx": int8.path.read_bytes()} if int8.path else {}),
-        "report.json": json.dumps({"purpose": "timing", "onnx_parity": parity.as_dict()}).encode(),
-    }
-    return write_bundle(out, manifest, files, overwrite=True)
+    manifest = ManifestContent(
+        target=f"synthetic-{stream.n_channels}ch (timing bundle: decisions carry no meaning)",
+        train_sessions=[],
+        templates_method="ground-truth",
+        sample_rate=FS,
+        channel_count=stream.n_channels,
+        stream_name="ProbeA-AP",
+        channel_map=list(range(stream.n_channels)),
+        first_sample_number=first_sample,
+        ttl_line=ttl_line,
+        windows={"response_ms": list(resp_ms), "baseline_ms": list(base_ms)},
+        preprocessing=Preprocessing.defaults().model_dump(exclude_none=True),
+        class_names=list(CLASS_NAMES),
+        image_size=image_size,
+        normalisation=norm.as_dict(),
+        n_units=int(len(t.unit_ids)),
+        unit_ids=t.unit_ids.tolist(),
+        classifier=clf.description + " (fitted to arbitrary labels)",
+        architecture=clf.architecture,
+        int8=int8.as_manifest(),
+        heldout_accuracy=None,
+    )
+    return BundleContents(
+        manifest=manifest,
+        templates=t,
+        baseline=stats,
+        preferred_stimuli=PS.reshape(-1, image_size, image_size),
+        model_onnx=onnx_path,
+        model_pt=work / "model.pt",
+        report={"purpose": "timing", "onnx_parity": parity.as_dict()},
+        model_int8_onnx=int8.path,
+    ).write(out, overwrite=True)
 
 
 def bench_whole_path(
@@ -459,7 +445,7 @@ def bench_whole_path(
         }
     )
     line = cfg.trials.ttl_line
-    t = templates_on_preprocessing(stream, cfg.sorting.common_reference)
+    t = templates_on_preprocessing(stream)  # on the timing bundle's preprocessing, the builder's defaults
     rec = write_recording(stream, work_dir / "recording", onsets, line, first_sample)
     log("whole path: building the timing bundle (GoogLeNet export + parity) ...")
     bundle = write_timing_bundle(stream, t, onsets, work_dir / "bundle", image_size, line, first_sample)

@@ -51,7 +51,7 @@ def run_soak(
         log(f"soak: {n_channels} channels, a {loop_s:g} s recording replayed in a loop for {minutes:g} min ...")
         stream = synthetic_stream(n_channels, loop_s, seed=0)
         onsets = np.arange(int(1.0 * FS), len(stream.traces) - int(0.5 * FS), int(0.25 * FS))
-        t = templates_on_preprocessing(stream, cfg.sorting.common_reference)
+        t = templates_on_preprocessing(stream)
         rec = write_recording(stream, work / "recording", onsets, cfg.trials.ttl_line, 0)
         bundle = write_timing_bundle(stream, t, onsets, work / "bundle", 48, cfg.trials.ttl_line, 0)
         daemon = Daemon(cfg, bundle, work / "decisions.jsonl", log=log)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from rtdecode.bundle import read_manifest
+from rtdecode.bundle import Bundle
 from rtdecode.inference.base import Backend, BackendUnavailable
 
 
@@ -29,17 +29,19 @@ def default_engine_cache(bundle_dir: str | Path) -> Path:
 
 def make_backend(
     kind: str,
-    bundle_dir: str | Path,
+    bundle: Bundle,
     intra_op_threads: int = 1,
     precision: str = "fp32",
     engine_cache_dir: str | Path | None = None,
     log=print,
 ) -> Backend:
-    """Create the backend ``kind`` (auto, onnxruntime, tensorrt, torch-cuda, torch) for a decoder bundle.
+    """Create the backend ``kind`` (auto, onnxruntime, tensorrt, torch-cuda, torch) for a loaded
+    decoder bundle (its manifest says the model's architecture and input size; nothing is re-read).
 
     ``precision = "int8"`` runs the bundle's INT8 model (``model.int8.onnx``) on ONNX Runtime; a
     bundle without one is refused with the builder's reason."""
-    onnx_path = Path(bundle_dir) / "model.onnx"
+    bundle_dir, m = bundle.path, bundle.manifest
+    onnx_path = bundle.onnx_path
     cache = Path(engine_cache_dir) if engine_cache_dir else default_engine_cache(bundle_dir)
     if precision == "int8":
         if kind not in ("auto", "onnxruntime"):
@@ -47,7 +49,7 @@ def make_backend(
                 f"precision int8 runs the bundle's INT8 model on ONNX Runtime; backend {kind!r} cannot "
                 "(use backend = 'onnxruntime' or 'auto', or precision fp32/fp16)"
             )
-        info = read_manifest(bundle_dir).int8
+        info = m.int8
         if info is None or not info.included:
             why = info.reason if info is not None else "it was built before INT8 models existed"
             raise BackendUnavailable(f"{bundle_dir} has no INT8 model ({why}); use precision = 'fp32'")
@@ -79,11 +81,9 @@ def make_backend(
     if kind == "torch-cuda":
         from rtdecode.inference.torch_cuda_backend import TorchCudaBackend
 
-        m = read_manifest(bundle_dir)
         return TorchCudaBackend.from_bundle(bundle_dir, m.image_size, m.architecture.model_dump(), precision)
     if kind == "torch":
         from rtdecode.inference.torch_backend import TorchBackend
 
-        m = read_manifest(bundle_dir)
         return TorchBackend.from_bundle(bundle_dir, m.image_size, m.architecture.model_dump(), intra_op_threads)
     raise BackendUnavailable(f"unknown backend {kind!r}; expected auto, onnxruntime, tensorrt, torch-cuda or torch")

@@ -41,6 +41,14 @@ class OnlineSorter:
     def sorted_until(self) -> int | None:
         return self.done
 
+    def unsorted_by(self, first_sample: int) -> tuple[int, int] | None:
+        """If a block starting at ``first_sample`` does not continue the last one: the samples it
+        leaves unsorted, ``[where the stream was expected to go on, the end of the margin the sorter
+        needs after the jump)``. None when it continues (or nothing came yet)."""
+        if self.buf_start is None or first_sample == self.buf_start + self.n:
+            return None
+        return self.buf_start + self.n, first_sample + self.left
+
     def process(self, block: np.ndarray, first_sample: int) -> tuple[np.ndarray, np.ndarray]:
         """Feed one block (samples x channels, uV) starting at ``first_sample``.
 

@@ -172,9 +172,9 @@ class StreamingPreprocessor:
         self,
         n_channels: int,
         sample_rate: float,
-        highpass_hz: float = default("sorting.highpass_hz"),
-        order: int = default("sorting.filter_order"),
-        reference: str = default("sorting.common_reference"),
+        highpass_hz: float = default("build.highpass_hz"),
+        order: int = default("build.filter_order"),
+        reference: str = default("build.common_reference"),
         threads: int = default("sorting.preprocess_threads"),
     ) -> None:
         if reference not in REFERENCES:

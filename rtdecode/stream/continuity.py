@@ -30,11 +30,6 @@ class AnomalyKind(StrEnum):
         """Samples of our stream in the anomaly's span were not seen whole."""
         return self in (AnomalyKind.MESSAGE_GAP, AnomalyKind.SAMPLE_GAP, AnomalyKind.INCOMPLETE_BLOCK)
 
-    @property
-    def reason(self) -> str:
-        """How a degraded decision and the gap log name it: ``message gap``."""
-        return self.value.replace("_", " ")
-
 
 @dataclass(slots=True)
 class Anomaly:

@@ -52,7 +52,6 @@ class LostItem:
     start: int
     end: int
     arrival_ns: int
-    reason: str = "ring overrun"
 
 
 @dataclass(slots=True)
