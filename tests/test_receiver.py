@@ -14,6 +14,11 @@ import pytest
 from rtdecode.replay.replayer import Replayer
 
 from rtdecode.daemon import Daemon
+from rtdecode.stream import sources
+from rtdecode.stream.continuity import AnomalyKind
+from rtdecode.stream.items import AnomaliesItem, LogItem, LostItem, ReceiverCounters
+from rtdecode.stream.protocol import data_frames, ttl_frames
+from rtdecode.stream.receiver import Receiver, ReceiverSpec
 from rtdecode.stream.ring import SHM_DIR, BlockRing, remove_stale_segments, segment_name
 
 from .test_online import rig
@@ -114,3 +119,74 @@ def test_a_receiver_killed_mid_run_is_replaced_and_every_onset_decided_or_in_its
     assert d.receiver_totals.processes == 2
     assert records[-1]["stream_s"]["received"] > 6.0 - gaps[0]["seconds"] - 1.0
     assert not ring.exists()  # a clean stop leaves no shared memory behind
+
+
+def _feed_spec(ring_name: str, channels: int) -> ReceiverSpec:
+    return ReceiverSpec(
+        host="127.0.0.1",
+        data_port=1,  # never connected: the test feeds frames by hand
+        channel_count=channels,
+        stream_name="example_data",
+        sample_rate=30000.0,
+        channel_numbers=None,
+        ring_name=ring_name,
+        ring_slots=2,
+        slot_samples=128,
+        events_address="",
+        parent_pid=os.getpid(),
+        protocol=sources.default().name,
+        protocol_module="",
+    )
+
+
+def test_the_receiver_is_fed_frames_without_sockets_and_says_what_it_made_of_them():
+    """The receiver's whole judgement -- parse, gate, assemble, ring, lost spans, counters -- driven
+    frame by frame with no socket: a TTL, two whole blocks, a block missing a channel's message, a
+    stray with an absurd sample number, a malformed message, and a block the full ring refuses."""
+    channels, n = 4, 100
+    name = segment_name("feed0001")
+    ring = BlockRing(name, 2, 128, channels, create=True)
+    items: list = []
+    receiver = Receiver(_feed_spec(name, channels), send=items.append)
+    rng = np.random.default_rng(7)
+    blocks = [rng.normal(0, 50, (n, channels)).astype(np.float32) for _ in range(4)]
+    num = iter(range(1, 1000))
+
+    def feed_block(b: int, skip_channel: int | None = None) -> None:
+        for c in range(channels):
+            m = next(num)
+            if c != skip_channel:
+                receiver.feed(data_frames(m, "example_data", c, blocks[b][:, c], b * n, 30000.0), now_ns=b)
+
+    try:
+        receiver.feed(ttl_frames(next(num), "example_data", 100, 5, 0, 1, 1), now_ns=0)
+        feed_block(0)
+        feed_block(1)
+        receiver.feed(data_frames(next(num), "example_data", 0, blocks[2][:, 0], 10**12, 30000.0))  # a stray
+        feed_block(2, skip_channel=1)  # a message lost: the block is incomplete
+        receiver.feed([b"not", b"a message"])  # malformed
+        feed_block(3)  # complete, but the ring is full (nobody released a slot): a lost span
+        receiver.flush()
+    finally:
+        receiver.close()
+
+    kinds = [type(i).__name__ for i in items]
+    assert kinds[:3] == ["TtlItem", "RingBlockItem", "RingBlockItem"]
+    assert (items[0].line, items[0].state, items[0].sample) == (0, 1, 5)
+    try:
+        for seq in (0, 1):
+            first, view, arrival = ring.view(seq)
+            assert (first, arrival) == (seq * n, seq) and np.array_equal(view, blocks[seq])
+    finally:
+        ring.close()
+    anomalies = [a for i in items if isinstance(i, AnomaliesItem) for a in i.anomalies]
+    assert {a.kind for a in anomalies} == {AnomalyKind.MESSAGE_GAP, AnomalyKind.INCOMPLETE_BLOCK}
+    assert all(2 * n <= a.start_sample < 3 * n for a in anomalies)  # only block 2's span
+    lost = [i for i in items if isinstance(i, LostItem)]
+    assert [(x.start, x.end) for x in lost] == [(3 * n, 4 * n)]
+    assert any(isinstance(i, LogItem) and "malformed" in i.text for i in items)
+    final = items[-1]
+    assert isinstance(final, ReceiverCounters) and final.final
+    c = final.counters
+    assert (c["strays"], c["malformed"], c["overruns"], c["internal_errors"]) == (1, 1, 1, 0)
+    assert final.samples_received == 3 * n  # blocks 0, 1 and 3 were whole; 3 found no room

@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import zmq
@@ -88,7 +89,12 @@ class ReceiverSpec:
 
 
 class Receiver:
-    def __init__(self, spec: ReceiverSpec) -> None:
+    """One subscription's receiving, socket-free at its core: :meth:`feed` takes one message's frames
+    and :meth:`flush` ends the stream, each item going to ``send`` in stream order. ``send`` is the
+    PUSH socket to the daemon when None (the process, :meth:`run`); a test passes ``list.append``
+    and feeds frames by hand."""
+
+    def __init__(self, spec: ReceiverSpec, send: Callable[[object], None] | None = None) -> None:
         self.spec = spec
         self.reader = sources.get(spec.protocol, spec.protocol_module).reader(spec)
         self.assembler = self.reader.assembler
@@ -96,10 +102,14 @@ class Receiver:
         self.fit = StreamFit(spec.channel_count, spec.sample_rate, self.assembler.streams_seen)
         self.ring = BlockRing(spec.ring_name, spec.ring_slots, spec.slot_samples, spec.channel_count, create=False)
         self.ctx = zmq.Context()
-        self.events = self.ctx.socket(zmq.PUSH)
-        self.events.setsockopt(zmq.SNDHWM, 0)  # events are few and must never be dropped
-        self.events.setsockopt(zmq.LINGER, 5000)
-        self.events.connect(spec.events_address)
+        self.events = None
+        if send is None:
+            self.events = self.ctx.socket(zmq.PUSH)
+            self.events.setsockopt(zmq.SNDHWM, 0)  # events are few and must never be dropped
+            self.events.setsockopt(zmq.LINGER, 5000)
+            self.events.connect(spec.events_address)
+            send = self._push
+        self._emit = send
         self.counters = {"malformed": 0, "internal_errors": 0, "overruns": 0, "ring_high_water": 0}
         self.samples_received = 0
         self.first_block_ns: int | None = None
@@ -108,11 +118,14 @@ class Receiver:
         self._cpu0 = 0.0  # CPU time when the receive loop began (imports and setup are not receiving)
 
     # -- events ------------------------------------------------------------------------------------
+    def _push(self, item) -> None:
+        self.events.send(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+
     def _send(self, item) -> None:
         if self._lost is not None and not isinstance(item, LostItem):
             lost, self._lost = self._lost, None
-            self.events.send(pickle.dumps(lost, protocol=pickle.HIGHEST_PROTOCOL))
-        self.events.send(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+            self._emit(lost)
+        self._emit(item)
 
     def _log(self, text: str) -> None:
         self._send(LogItem(text))
@@ -127,7 +140,27 @@ class Receiver:
         )
 
     # -- messages ----------------------------------------------------------------------------------
-    def on_frames(self, frames: list, now: int) -> None:
+    def feed(self, frames: list, now_ns: int | None = None) -> None:
+        """One message's frames as the socket delivers them (``now_ns``: its arrival, monotonic; now
+        when None). Never raises: a bug of ours is counted and its traceback logged."""
+        try:
+            self._on_frames(frames, time.monotonic_ns() if now_ns is None else now_ns)
+        except Exception:
+            self.counters["internal_errors"] += 1
+            self._log("error: internal error in the receiver:\n" + traceback.format_exc())
+
+    def flush(self, now_ns: int | None = None) -> None:
+        """The stream ends here: what the gate holds is assembled, a pending lost span and the final
+        counters are sent."""
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        for m in self.gate.flush():
+            self._assemble(m, now)
+        if self._lost is not None:
+            lost, self._lost = self._lost, None
+            self._send(lost)
+        self._send_counters(final=True)
+
+    def _on_frames(self, frames: list, now: int) -> None:
         try:
             msg = self.reader.parse(frames)
         except ProtocolError as err:
@@ -196,28 +229,22 @@ class Receiver:
                             frames = sub.recv_multipart(zmq.NOBLOCK, copy=copy)
                         except zmq.Again:
                             break
-                        try:
-                            self.on_frames(frames if copy else [f.buffer for f in frames], time.monotonic_ns())
-                        except Exception:  # a bug of ours must not stop the receiver: count it, keep the traceback
-                            self.counters["internal_errors"] += 1
-                            self._log("error: internal error in the receiver:\n" + traceback.format_exc())
+                        self.feed(frames if copy else [f.buffer for f in frames])
                 if time.monotonic() >= next_counters:
                     next_counters = time.monotonic() + COUNTERS_EVERY_S
                     self._send_counters()
                     if os.getppid() != s.parent_pid:  # the daemon is gone (kill -9): so are we
                         break
         finally:
-            now = time.monotonic_ns()
-            for m in self.gate.flush():
-                self._assemble(m, now)
-            if self._lost is not None:
-                lost, self._lost = self._lost, None
-                self._send(lost)
-            self._send_counters(final=True)
+            self.flush()
             sub.close()
+            self.close()
+
+    def close(self) -> None:
+        if self.events is not None:
             self.events.close()
-            self.ring.close()
-            self.ctx.term()
+        self.ring.close()
+        self.ctx.term()
 
     @staticmethod
     def _connect(sub, address: str) -> bool:
