@@ -41,7 +41,8 @@ _TABLE = (
         "bool",
         True,
         "",
-        "estimate probe motion along the shank from the detected peaks (rtdecode engine); reported, not yet applied",
+        "estimate probe motion along the shank from the detected peaks and match against templates moved "
+        "with it (rtdecode engine)",
     ),
     Parameter("trials.ttl_line", "int", 0, "", "0-based TTL line of stimulus onsets, as on the wire"),
     Parameter(

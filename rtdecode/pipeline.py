@@ -29,6 +29,7 @@ from rtdecode.inference.select import make_backend
 from rtdecode.manifest import Preprocessing
 from rtdecode.sorting.matcher import TemplateMatcher
 from rtdecode.sorting.motion import MotionTracker
+from rtdecode.sorting.moving_templates import MovingTemplates
 from rtdecode.sorting.online import OnlineSorter
 from rtdecode.sorting.preprocess import StreamingPreprocessor
 from rtdecode.sorting.spikeinterface_engine import SpikeInterfaceMatcher
@@ -156,7 +157,8 @@ def make_online_sorter(
             getattr(templates, "baseline_mean", None),  # a bundle's calibration rates; equal weights otherwise
             sample_rate,
         )
-    return OnlineSorter(matcher, pre, motion=tracker)
+    moving = MovingTemplates(matcher, sample_rate) if tracker is not None else None
+    return OnlineSorter(matcher, pre, motion=tracker, moving=moving)
 
 
 class OnlinePipeline:
@@ -292,13 +294,15 @@ class OnlinePipeline:
         return None if d is None else round(d, 2)
 
     def motion_status(self) -> dict:
-        """The motion estimate for ``status``: off, or the tracker's state."""
+        """The motion estimate for ``status``: off, or the tracker's state and where the templates in
+        use are moved to."""
         tracker = self.sorter.motion
         if tracker is None:
             engine = self.cfg.sorting.engine
             why = "off ([sorting] motion_tracking = false)" if not self.cfg.sorting.motion_tracking else None
             return {"tracking": why or f"not available with the {engine} engine (rtdecode's matcher only)"}
-        return {"tracking": "on", **tracker.status()}
+        moving = self.sorter.moving
+        return {"tracking": "on", **tracker.status(), "templates": None if moving is None else moving.status()}
 
     @property
     def pending_onsets(self) -> int:

@@ -63,14 +63,28 @@ def test_soak_replays_in_a_loop_and_decides_every_onset(tmp_path):
     assert len(r["rss_mb"]) >= 10 and r["rss_start_mb"] > 0
 
 
-def test_a_drifting_sorting_stream_scores_the_motion_trackers_estimates():
+def test_through_drift_the_templates_follow_the_probe_and_sort_better_than_still_ones():
+    """A lab's case: templates learnt with the probe still, then the probe moves 20 um during the
+    stream (a step). The tracker follows the true motion; with tracking on the matcher's templates move with
+    it, deterministically (the same stream gives the same spikes), and the sorting is closer to the
+    still probe's than with the templates left where they were."""
     from rtdecode.offline.bench.online_bench import run_sorter, templates_on_preprocessing
 
-    stream = synthetic_stream(64, 10.0, seed=2, drift="trend=60")  # 1 um/s up the shank: 10 um at the end
-    assert stream.motion is not None and stream.motion.at(np.array([10.0]))[0] == pytest.approx(10.0)
-    row = run_sorter(stream, templates_on_preprocessing(stream), "rtdecode")
-    m = row["motion"]
-    print(m)
-    # the templates are learnt over the stream: their position, the tracker's zero, is its mean (5 um)
-    assert m["estimates"] >= 8 and m["true_range_um"] == pytest.approx([-3.0, 4.0], abs=0.6)
-    assert m["median_abs_error_um"] <= 3.0 and row["motion_s"] < row["match_s"]
+    still = synthetic_stream(64, 12.0, seed=2)
+    moving = synthetic_stream(64, 12.0, seed=2, drift="step=20@3")  # 20 um up the shank at 3 s
+    assert moving.motion.at(np.array([12.0]))[0] == pytest.approx(20.0)
+    assert np.array_equal(still.spikes, moving.spikes)  # only the templates move
+    t = templates_on_preprocessing(still)
+    calm = run_sorter(still, t, "rtdecode")["mean_accuracy"]
+    on, again = (run_sorter(moving, t, "rtdecode") for _ in range(2))
+    off = run_sorter(moving, t, "rtdecode", motion=False)
+    m, moved = on["motion"], on["templates_moved"]
+    print(calm, on["mean_accuracy"], off["mean_accuracy"], m, moved)
+    assert m["estimates"] >= 9 and m["median_abs_error_um"] <= 3.0 and m["true_range_um"] == [0.0, 20.0]
+    assert moved["moves"] >= 1 and abs(moved["applied_um"] - 20.0) <= 4.0
+    assert off["templates_moved"] is None and off["motion"] is None
+    assert again["spikes_found"] == on["spikes_found"] and again["mean_accuracy"] == on["mean_accuracy"]
+    # measured: still 0.68, tracking on 0.54, off 0.39 (the tracker takes a few seconds to settle on
+    # the step, and 9 of the 12 s come after it)
+    assert on["mean_accuracy"] >= off["mean_accuracy"] + 0.10
+    assert calm > on["mean_accuracy"]

@@ -81,3 +81,37 @@ def test_the_pipeline_reports_motion_in_status_and_every_decision(bundle, tmp_pa
     off = OnlinePipeline(Bundle.load(bundle), parse_rig_config(raw), log=lambda *_: None)
     assert off.sorter.motion is None
     assert off.motion_status() == {"tracking": "off ([sorting] motion_tracking = false)"}
+
+
+def test_templates_moved_up_the_shank_look_like_the_units_seen_from_there():
+    """``TemplateMatcher.moved`` (SpikeInterface's kriging kernel over the probe) turns a unit's
+    calibration template into the one it has 20 um further up: much closer to the truth than the
+    template left in place, with its main channel and sparsity moved along."""
+    pos = neuropixels1_probe(64).contact_positions
+    units = np.array([[16.0, 260.0, 25.0], [43.0, 400.0, 30.0], [27.0, 330.0, 20.0]])
+    before, nbefore = unit_templates(pos, units, FS, 3)
+    after, _ = unit_templates(pos, units + [0.0, 20.0, 0.0], FS, 3)  # the same units, 20 um up
+    sparsity = np.abs(before).max(axis=1) > 0.1 * np.abs(before).max(axis=(1, 2))[:, None]
+    matcher = TemplateMatcher(before, nbefore, sparsity, np.full(64, 7.0, np.float32), pos)
+    moved = matcher.moved(20.0)
+
+    def dense(m):
+        w = np.zeros((m.n_units, m.length, m.n_channels), np.float32)
+        for u in range(m.n_units):  # padding repeats the main channel with zero weights: add, not assign
+            np.add.at(w[u].T, m.unit_channels[u], m.unit_weights[u].T)
+        return w
+
+    def rel(a):
+        return np.linalg.norm((a - after).reshape(len(a), -1), axis=1) / np.linalg.norm(
+            after.reshape(len(a), -1), axis=1
+        )
+
+    err_moved, err_still = rel(dense(moved)), rel(before)
+    print(err_moved, err_still)
+    assert np.all(err_moved < 0.7 * err_still) and np.all(err_moved < 0.5)
+    y = pos[:, 1]
+    main = lambda t: np.abs(t).max(axis=1).argmax(axis=1)  # noqa: E731
+    assert np.allclose(y[main(dense(moved))], y[main(after)], atol=10)
+    assert moved.displacement_um == 20.0 and matcher.displacement_um == 0.0
+    assert moved.moved(0.0).displacement_um == 0.0  # always from the calibration position
+    assert np.array_equal(moved.moved(0.0).unit_weights, matcher.unit_weights)

@@ -6,7 +6,9 @@ Blocks of any size go in; spikes come out once they are final. A spike at sample
 each block is filtered once (state carried), appended, and the part of the buffer between the left
 margin and ``end - margin_right`` is matched. A matcher provides ``margin_left``, ``margin_right``
 and ``find(buffer, start, stop) -> (samples, units)``: rtdecode's own ``TemplateMatcher`` or a
-SpikeInterface engine through ``SpikeInterfaceMatcher``.
+SpikeInterface engine through ``SpikeInterfaceMatcher``. With a motion tracker, the matcher's own
+detections feed it, and with :class:`~rtdecode.sorting.moving_templates.MovingTemplates` the
+matcher is swapped for one whose templates sit where the tracker says the units are.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from rtdecode.sorting.preprocess import StreamingPreprocessor
 
 
 class OnlineSorter:
-    def __init__(self, matcher, preprocessor: StreamingPreprocessor, max_block: int = 1 << 15, motion=None) -> None:
+    def __init__(
+        self, matcher, preprocessor: StreamingPreprocessor, max_block: int = 1 << 15, motion=None, moving=None
+    ) -> None:
         self.matcher = matcher
         self.pre = preprocessor
         self.motion = motion  # a MotionTracker fed the matcher's detections (needs detect/match), or None
+        self.moving = moving  # a MovingTemplates that moves the matcher's templates with the tracker, or None
         self.left = matcher.margin_left
         self.right = matcher.margin_right
         cap = self.left + max_block + self.right
@@ -33,6 +38,8 @@ class OnlineSorter:
         self.pre.reset()
         if self.motion is not None:
             self.motion.restart_clock()
+        if self.moving is not None:
+            self.moving.stream_cut()
         self.n = 0  # valid rows in buf
         self.buf_start = None  # absolute sample of buf[0]
         self.done = None  # absolute sample up to which spikes have been emitted
@@ -84,6 +91,9 @@ class OnlineSorter:
         else:  # the matcher's own detections feed the motion estimate, then are matched
             t, chan = self.matcher.detect(x, self.left, self.left + stop - start)
             self.motion.add(x, t, chan, self.buf_start + lo, self.buf_start + stop)
+            if self.moving is not None:  # templates moved with the estimate (from a fixed stream sample)
+                self.moving.after_estimate(self.motion)
+                self.matcher = self.moving.matcher_for(self.done, self.matcher)
             samples, units, _ = self.matcher.match(x, t, chan)
         self.done = self.buf_start + stop
         order = np.argsort(samples, kind="stable")
