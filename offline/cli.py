@@ -1,7 +1,7 @@
 """The offline builder's commands, registered onto the ``rtdecode`` command line by :func:`register`.
 
 ``demo``, ``simulate``, ``session info``, ``evaluate``, ``build``, ``report-session``, ``sort`` and
-``bench offline|online``. Heavy imports
+``bench offline|online|receiver|soak|drift``. Heavy imports
 stay inside the commands, so ``rtdecode --help`` is fast.
 """
 
@@ -602,7 +602,8 @@ def bench_online(
         f", drift {drift}" if drift else ""
     )
     table = Table(title=title)
-    cols = ("channels", "units", "engine", "x real time", "preproc s", "match s", "acc", "acc SNR>=5", "motion err um")
+    cols = ("channels", "units", "engine", "tracking", "x real time", "preproc s", "match s", "acc", "acc SNR>=5")
+    cols += ("motion err um", "template moves")
     for col in cols:
         table.add_column(col, justify="right")
     for row in r["sorting"]:
@@ -611,12 +612,14 @@ def bench_online(
             str(row["channels"]),
             str(row["units"]),
             row["engine"],
+            "on" if row.get("motion_tracking") else "off",
             f"{row['realtime_factor']:.2f}",
             f"{row['preprocess_s']:.2f}",
             f"{row['match_s']:.2f}",
             f"{row['mean_accuracy']:.2f}",
             "-" if a5 is None else f"{a5:.2f}",
             f"{m['median_abs_error_um']:.2f}" if (m := row["motion"]) and m["estimates"] else "-",
+            f"{t['moves']} (to {t['applied_um']:g} um)" if (t := row.get("templates_moved")) else "-",
         )
     if r["sorting"]:
         console.print(table)
@@ -638,6 +641,13 @@ def bench_online(
             f"capacity {cap['stream_s']:.1f} s of stream in {cap['worker_busy_s']:.1f} s of worker time = "
             f"{cap['realtime_factor']:.2f} x real time"
         )
+        mo = w.get("motion") or {}
+        if mo.get("tracking") == "on":
+            t = mo.get("templates") or {}
+            console.print(
+                f"motion tracking: last estimate {mo.get('displacement_um')} um after {mo.get('estimates')} estimates; "
+                f"templates moved {t.get('moves')} times, to {t.get('applied_um')} um"
+            )
         console.print(f"stream received {w['stream_s_received']:.2f} s, processed {w['stream_s_processed']:.2f} s")
         rx = w["receiver"]
         lag = rx["lag_ms"] or {}
@@ -718,3 +728,72 @@ def bench_soak(
     if not r["every_onset_decided"]:
         err_console.print("error: not every onset was decided")
         raise typer.Exit(1)
+
+
+@bench_app.command("drift")
+def bench_drift(
+    out: Annotated[Path, typer.Option(help="results JSON")] = Path("bench_results/drift_decoding.json"),
+    work: Annotated[
+        Path | None, typer.Option(help="keep the simulated animals and bundles here (default: a temporary folder)")
+    ] = None,
+    drift: Annotated[
+        str, typer.Option(help=f"the drifting animal's probe motion: {SPEC_HELP}")
+    ] = "between=15,trend=10",
+    channels: Annotated[int, typer.Option(help="channels of the simulated probe")] = 32,
+    units: Annotated[int, typer.Option(help="units of the simulated animal")] = 48,
+    repeats: Annotated[int, typer.Option(help="repeats of every stimulus per session")] = 2,
+    seed: Annotated[int, typer.Option(help="seed of the simulation and the build")] = 0,
+) -> None:
+    """Decoding through drift: one animal simulated still and drifting (same seed), its bundle built
+    from session 1, session 2 decoded through the daemon's pipeline with motion tracking on and off;
+    accuracy in total and by quarter of the session."""
+    from rtdecode.offline.bench.drift_decoding import run_drift_decoding
+    from rtdecode.offline.sim.drift import DriftSpec
+
+    try:
+        if DriftSpec.parse(drift).still:
+            raise ValueError("it describes no motion")
+    except ValueError as err:
+        raise typer.BadParameter(f"--drift {drift!r}: {err}") from None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rtdecode-drift-") as tmp, progress_bar() as progress:
+        r = run_drift_decoding(
+            work or Path(tmp),
+            drift,
+            channels,
+            units,
+            repeats,
+            seed=seed,
+            log=lambda m: err_console.print(m, highlight=False),
+            progress=progress,
+        )
+    table = Table(title=f"decoding session 2 through drift ({drift}), {channels} ch, {units} units")
+    for col in (
+        "session",
+        "motion tracking",
+        "accuracy (95 % CI)",
+        "degraded",
+        "Q1",
+        "Q2",
+        "Q3",
+        "Q4",
+        "est. / true motion at Q4 end",
+    ):
+        table.add_column(col, justify="right")
+    for row in r["rows"]:
+        q = row["quarters"]
+        truth = row["true_motion_um_at_quarter_ends"]
+        est = q[-1]["motion_um_last"]
+        table.add_row(
+            row["session"],
+            "on" if row["motion_tracking"] else "off",
+            f"{row['accuracy']:.1%} ({row['ci95'][0]:.0%}-{row['ci95'][1]:.0%})",
+            str(row["degraded"]),
+            *(f"{x['accuracy']:.0%}" for x in q),
+            f"{'-' if est is None else f'{est:.1f}'} / {'0' if truth is None else f'{truth[-1]:.1f}'} um",
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=1, default=float))
+    console.print(table)
+    console.print(f"results: {out}")

@@ -441,8 +441,12 @@ def bench_whole_path(
 
     from rtdecode import rig_configs
 
-    log(f"whole path: generating {n_channels} channels x {duration_s:g} s, onsets every 250 ms ...")
-    stream = synthetic_stream(n_channels, duration_s, seed=seed)
+    log(
+        f"whole path: generating {n_channels} channels x {duration_s:g} s, onsets every 250 ms"
+        + (f", the probe drifting ({drift})" if drift else "")
+        + " ..."
+    )
+    stream = synthetic_stream(n_channels, duration_s, seed=seed, drift=drift)
     first_sample = 90_000
     onsets = np.arange(int(1.0 * FS), len(stream.traces) - int(0.5 * FS), int(0.25 * FS))
     if cfg is None:
@@ -455,7 +459,8 @@ def bench_whole_path(
         }
     )
     line = cfg.trials.ttl_line
-    t = templates_on_preprocessing(stream)  # on the timing bundle's preprocessing, the builder's defaults
+    # on the timing bundle's preprocessing, the builder's defaults; with drift, learnt with the probe still
+    t = templates_on_preprocessing(synthetic_stream(n_channels, duration_s, seed=seed) if drift else stream)
     rec = write_recording(stream, work_dir / "recording", onsets, line, first_sample)
     log("whole path: building the timing bundle (GoogLeNet export + parity) ...")
     bundle = write_timing_bundle(stream, t, onsets, work_dir / "bundle", image_size, line, first_sample)
@@ -501,6 +506,8 @@ def bench_whole_path(
         "latency_ms": st["latency"],
         "capacity": st["capacity"],
         "receiver": st["receiver"],
+        "drift": drift or None,
+        "motion": st.get("motion"),  # the tracker's last estimate and where the templates were moved
         "first_block_to_last_decision_s": span_s,
         "throughput_realtime_factor": duration_s / span_s if span_s else None,
         "stream_s_received": st["capacity"]["stream_s_received"],
@@ -551,6 +558,7 @@ def run_online_bench(
                 precision=precision,
                 protocol=protocol,
                 preprocess_threads=preprocess_threads,
+                drift=drift,
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=float))

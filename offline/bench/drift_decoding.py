@@ -1,0 +1,132 @@
+"""Decoding through drift: the lab's workflow on a drifting second session, motion tracking on and off.
+
+One simulated animal, two sessions, twice with the same seed: once with the probe still, once
+drifting (``--drift``: by default the second session starts 15 um up the shank from the first and
+keeps drifting). Each time the decoder bundle is built from session 1, as ``rtdecode build`` does,
+and session 2 -- trials that never touched calibration -- is decoded through the daemon's own
+pipeline (``rtdecode decode``'s path): the still animal once, the drifting one with
+``[sorting] motion_tracking`` on and off. Accuracy is scored against the simulator's labels in total
+and by quarter of the session (drift grows with time), with the tracker's estimate beside the true
+motion at each quarter's end.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_DRIFT = "between=15,trend=10"
+
+
+def _score_by_quarter(records: list[dict], labels: pd.Series, n_samples: int, first_sample: int) -> dict:
+    from rtdecode.scoring import score_decisions
+
+    total = score_decisions(records, labels)
+    edges = first_sample + np.linspace(0, n_samples, 5)
+    quarters = []
+    for q in range(4):
+        part = [r for r in records if edges[q] <= r["onset_sample"] < edges[q + 1]]
+        s = score_decisions(part, labels)
+        motion = [r["motion_um"] for r in part if r["motion_um"] is not None]
+        quarters.append({"accuracy": s["accuracy"], "n": s["n"], "motion_um_last": motion[-1] if motion else None})
+    degraded = sum(r["status"] != "ok" for r in records)
+    return {
+        "accuracy": total["accuracy"],
+        "ci95": total["ci95"],
+        "n": total["n"],
+        "degraded": degraded,
+        "quarters": quarters,
+    }
+
+
+def _decode(bundle_dir: Path, session: Path, tracking: bool) -> list[dict]:
+    from rtdecode.bundle import Bundle
+    from rtdecode.decode import decode_recording
+    from rtdecode.pipeline import OnlinePipeline, rig_config_for_bundle
+    from rtdecode.stream.recording import RecordingSource
+
+    bundle = Bundle.load(bundle_dir)
+    cfg = rig_config_for_bundle(bundle)
+    cfg = cfg.model_copy(update={"sorting": cfg.sorting.model_copy(update={"motion_tracking": tracking})})
+    pipeline = OnlinePipeline(bundle, cfg, log=lambda *_: None)
+    pipeline.warmup()
+    m = json.loads((session / "animal.json").read_text())
+    source = RecordingSource(session / m["recording"])
+    return [d.record() for d in decode_recording(pipeline, source)]
+
+
+def _true_motion(session: Path, at_samples: np.ndarray, first_sample: int, fs: float) -> list[float] | None:
+    from rtdecode.offline.sim.drift import ProbeMotion
+
+    path = session / "ground_truth" / "motion.npz"
+    if not path.exists():
+        return None
+    return [float(v) for v in ProbeMotion.load(path).at((at_samples - first_sample) / fs)]
+
+
+def run_drift_decoding(
+    work: Path,
+    drift: str = DEFAULT_DRIFT,
+    channels: int = 32,
+    units: int = 48,
+    repeats: int = 2,
+    image_size: int = 48,
+    seed: int = 0,
+    log=print,
+    progress=None,
+) -> dict:
+    from rtdecode.offline.build import BuildConfig, build_bundle
+    from rtdecode.offline.sim.simulate import SimulationParams, simulate
+
+    from rtdecode.scoring import read_labels
+    from rtdecode.stream.recording import RecordingSource
+
+    """Simulate, build and decode under ``work`` (animals and bundles); returns the results."""
+    result: dict = {"drift": drift, "channels": channels, "units": units, "repeats": repeats, "seed": seed, "rows": []}
+    for name, spec in (("still", ""), ("drifting", drift)):
+        log(
+            f"{name}: simulating one animal, two sessions ({channels} ch, {units} units"
+            + (f", drift {spec}) ..." if spec else ") ...")
+        )
+        params = SimulationParams(
+            animals=1, channels=channels, units=units, repeats=repeats, seed=seed, sessions=2, drift=spec
+        )
+        target = simulate(params, work / name / "animals", progress=progress)[0]
+        session2 = target.parent / f"{target.name}-s2"
+        log(f"{name}: building the decoder bundle from session 1 ...")
+        bundle = work / name / "bundle"
+        with tempfile.TemporaryDirectory(prefix="rtdecode-drift-") as work:
+            build_bundle(
+                [],
+                {},
+                target,
+                bundle,
+                BuildConfig(
+                    templates="ground-truth",
+                    image_size=image_size,
+                    seed=seed,
+                    decoder="auto",
+                    backbone="efficientnet-lite0",
+                ),
+                None,
+                Path(work),
+                progress=progress,
+                log=lambda m: log(f"   {m}"),
+                overwrite=True,
+            )
+        m = json.loads((session2 / "animal.json").read_text())
+        labels = read_labels(session2 / m["stimulus_log"])
+        source = RecordingSource(session2 / m["recording"])
+        first, n, fs = int(source.sample_numbers[0]), int(source.n_samples), float(source.sample_rate)
+        quarter_ends = first + np.linspace(0, n, 5)[1:]
+        for tracking in (True, False) if spec else (True,):
+            log(f"{name}: decoding session 2 with motion tracking {'on' if tracking else 'off'} ...")
+            records = _decode(bundle, session2, tracking)
+            row = {"session": name, "motion_tracking": tracking, **_score_by_quarter(records, labels, n, first)}
+            row["true_motion_um_at_quarter_ends"] = _true_motion(session2, quarter_ends, first, fs)
+            result["rows"].append(row)
+    return result
