@@ -612,7 +612,7 @@ def bench_online(
             str(row["channels"]),
             str(row["units"]),
             row["engine"],
-            "on" if row.get("motion_tracking") else "off",
+            ("on" if row.get("motion_tracking") else "off") if row["engine"] == "rtdecode" else "-",
             f"{row['realtime_factor']:.2f}",
             f"{row['preprocess_s']:.2f}",
             f"{row['match_s']:.2f}",
