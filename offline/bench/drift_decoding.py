@@ -43,19 +43,16 @@ def _score_by_quarter(records: list[dict], labels: pd.Series, n_samples: int, fi
     }
 
 
-def _decode(bundle_dir: Path, session: Path, tracking: bool) -> list[dict]:
+def _decode(bundle_dir: Path, source, tracking: bool) -> list[dict]:
     from rtdecode.bundle import Bundle
     from rtdecode.decode import decode_recording
     from rtdecode.pipeline import OnlinePipeline, rig_config_for_bundle
-    from rtdecode.stream.recording import RecordingSource
 
     bundle = Bundle.load(bundle_dir)
     cfg = rig_config_for_bundle(bundle)
     cfg = cfg.model_copy(update={"sorting": cfg.sorting.model_copy(update={"motion_tracking": tracking})})
     pipeline = OnlinePipeline(bundle, cfg, log=lambda *_: None)
     pipeline.warmup()
-    m = json.loads((session / "animal.json").read_text())
-    source = RecordingSource(session / m["recording"])
     return [d.record() for d in decode_recording(pipeline, source)]
 
 
@@ -99,7 +96,7 @@ def run_drift_decoding(
         session2 = target.parent / f"{target.name}-s2"
         log(f"{name}: building the decoder bundle from session 1 ...")
         bundle = work / name / "bundle"
-        with tempfile.TemporaryDirectory(prefix="rtdecode-drift-") as work:
+        with tempfile.TemporaryDirectory(prefix="rtdecode-drift-") as build_tmp:
             build_bundle(
                 [],
                 {},
@@ -113,7 +110,7 @@ def run_drift_decoding(
                     backbone="efficientnet-lite0",
                 ),
                 None,
-                Path(work),
+                Path(build_tmp),
                 progress=progress,
                 log=lambda m: log(f"   {m}"),
                 overwrite=True,
@@ -125,7 +122,7 @@ def run_drift_decoding(
         quarter_ends = first + np.linspace(0, n, 5)[1:]
         for tracking in (True, False) if spec else (True,):
             log(f"{name}: decoding session 2 with motion tracking {'on' if tracking else 'off'} ...")
-            records = _decode(bundle, session2, tracking)
+            records = _decode(bundle, source, tracking)
             row = {"session": name, "motion_tracking": tracking, **_score_by_quarter(records, labels, n, first)}
             row["true_motion_um_at_quarter_ends"] = _true_motion(session2, quarter_ends, first, fs)
             result["rows"].append(row)

@@ -97,9 +97,5 @@ class MovingTemplates:
             "moves": self.moves,
             "pending_um": None if self._pending is None else self._pending[1],
             "build_s": round(self.build_s, 3),
+            "waited_s": round(self.waited_s, 3),
         }
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
