@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from rtdecode.offline.sim.drift import SPEC_HELP
+from rtdecode.offline.sim.drift import SECOND_SESSION, SPEC_HELP
 
 from rtdecode.console import HELP_MARKUP, console, err_console, progress_bar
 from rtdecode.errors import RtdecodeError
@@ -737,22 +737,24 @@ def bench_drift(
         Path | None, typer.Option(help="keep the simulated animals and bundles here (default: a temporary folder)")
     ] = None,
     drift: Annotated[
-        str, typer.Option(help=f"the drifting animal's probe motion: {SPEC_HELP}")
-    ] = "between=15,trend=10",
+        str, typer.Option(help=f"the drifting animal's probe motion and unit changes: {SPEC_HELP}")
+    ] = SECOND_SESSION,
     channels: Annotated[int, typer.Option(help="channels of the simulated probe")] = 32,
     units: Annotated[int, typer.Option(help="units of the simulated animal")] = 48,
     repeats: Annotated[int, typer.Option(help="repeats of every stimulus per session")] = 2,
     seed: Annotated[int, typer.Option(help="seed of the simulation and the build")] = 0,
 ) -> None:
-    """Decoding through drift: one animal simulated still and drifting (same seed), its bundle built
+    """Decoding through drift: one animal simulated still, with only its units changing between
+    sessions (where --drift names lost=, gained= or rates=) and drifting (same seed), its bundle built
     from session 1, session 2 decoded through the daemon's pipeline with motion tracking on and off;
     accuracy in total and by quarter of the session."""
     from rtdecode.offline.bench.drift_decoding import run_drift_decoding
     from rtdecode.offline.sim.drift import DriftSpec
 
     try:
-        if DriftSpec.parse(drift).still:
-            raise ValueError("it describes no motion")
+        parsed = DriftSpec.parse(drift)
+        if parsed.still and not parsed.turnover:
+            raise ValueError("it describes no motion and no unit changes")
     except ValueError as err:
         raise typer.BadParameter(f"--drift {drift!r}: {err}") from None
     import tempfile

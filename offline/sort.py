@@ -103,15 +103,18 @@ def preprocess_to_binary(
 
 
 def ground_truth_sorting(animal_dir: Path, sample_rate: float):
-    """The simulator's true spike trains as a SpikeInterface sorting (unit ids from units.csv)."""
+    """The simulator's true spike trains as a SpikeInterface sorting (unit ids from units.csv), of
+    the units that fire in this session (``present``; all of them in animals simulated before
+    units could be lost or gained)."""
     import pandas as pd
     from spikeinterface.core import NumpySorting
 
     spikes = np.load(Path(animal_dir) / "ground_truth" / "spikes.npy")
     units = pd.read_csv(Path(animal_dir) / "ground_truth" / "units.csv")
     ids = units.unit_id.to_numpy(np.int64)
+    present = units.present.to_numpy(bool) if "present" in units else np.ones(len(units), bool)
     return NumpySorting.from_samples_and_labels(
-        [spikes["sample_index"]], [ids[spikes["unit_index"]]], sample_rate, unit_ids=ids
+        [spikes["sample_index"]], [ids[spikes["unit_index"]]], sample_rate, unit_ids=ids[present]
     )
 
 

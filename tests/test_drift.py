@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from rtdecode.offline.sim.drift import DriftSpec, ProbeMotion
 from rtdecode.offline.sim.extracellular import spike_vector, unit_templates, voltage_recording
@@ -79,3 +80,42 @@ def test_simulate_saves_the_true_motion_of_each_session(tmp_path):
         np.testing.assert_allclose(m.at(np.array([0.0, 29.0, 31.0])), offset + np.array([0.0, 29 / 30, 31 / 30 + 10]))
     with pytest.raises(ValueError, match="--drift 'trend=fast'"):
         SimulationParams(drift="trend=fast").validate()
+
+
+def test_later_sessions_lose_and_gain_units_and_change_their_rates(tmp_path):
+    from rtdecode.offline.allen import open_session
+    from rtdecode.offline.sim.simulate import SimulationParams, simulate
+    from rtdecode.offline.sort import ground_truth_sorting
+
+    spec = DriftSpec.parse("lost=0.2,gained=0.1,rates=0.5")
+    assert (spec.lost, spec.gained, spec.rates, spec.still, spec.turnover) == (0.2, 0.1, 0.5, True, True)
+    assert DriftSpec.parse(spec.text) == spec and spec.only_turnover() == spec
+    assert DriftSpec.parse("between=15,trend=10,lost=0.1").only_turnover().text == "lost=0.1"
+    with pytest.raises(ValueError, match="lost \\+ gained < 1"):
+        DriftSpec.parse("lost=0.6,gained=0.5")
+
+    params = SimulationParams(channels=16, units=20, repeats=1, seed=5, sessions=2, drift=spec.text)
+    (first,) = simulate(params, tmp_path)
+    second = tmp_path / "M0-s2"
+    u1, u2 = (pd.read_csv(d / "ground_truth" / "units.csv").set_index("unit_id") for d in (first, second))
+    lost, gained = u1.index[u1.present & ~u2.present], u1.index[~u1.present & u2.present]
+    assert (len(lost), len(gained)) == (4, 2)  # 20 % and 10 % of 20 units, the same units in both files
+    assert (u1.n_spikes[~u1.present] == 0).all() and (u2.n_spikes[~u2.present] == 0).all()
+    assert (u1.n_spikes[u1.present] > 0).all() and (u2.n_spikes[u2.present] > 0).all()
+    # session 1 is the reference; later rates change by a log-normal factor of spread 0.5
+    assert (u1.rate_factor[u1.present] == 1.0).all()
+    log_factor = np.log(u2.rate_factor[u2.present])
+    assert 0.2 < log_factor.std() < 0.9 and not np.allclose(log_factor, 0.0)
+    both = u1.present & u2.present
+    spikes_ratio = u2.n_spikes[both] / u1.n_spikes[both]
+    assert np.corrcoef(np.log(spikes_ratio), np.log(u2.rate_factor[both]))[0, 1] > 0.8  # the rates did change
+    # the NWB file and the ground-truth sorting hold only the units that fire in that session
+    for folder, units in ((first, u1), (second, u2)):
+        assert set(open_session(next(folder.glob("session_*.nwb"))).all_units().id) == set(units.index[units.present])
+        assert set(ground_truth_sorting(folder, 30000.0).unit_ids) == set(units.index[units.present])
+
+    # without turnover an animal is what it was before turnover existed: every unit, factor 1
+    plain = SimulationParams(channels=16, units=20, repeats=1, seed=5, write_recording=False)
+    (still,) = simulate(plain, tmp_path / "b")
+    u0 = pd.read_csv(still / "ground_truth" / "units.csv")
+    assert u0.present.all() and (u0.rate_factor == 1.0).all()

@@ -1,10 +1,12 @@
 """Decoding through drift: the lab's workflow on a drifting second session, motion tracking on and off.
 
-One simulated animal, two sessions, twice with the same seed: once with the probe still, once
-drifting (``--drift``: by default the second session starts 15 um up the shank from the first and
-keeps drifting). Each time the decoder bundle is built from session 1, as ``rtdecode build`` does,
+One simulated animal, two sessions, with the same seed: once with the probe still and the same
+units; where ``--drift`` names units lost or gained or rates that change, once with only those
+changes; and once drifting (by default the second session starts 15 um up the shank from the first
+and keeps drifting, with 10 % of the units lost, 10 % gained and rates changed by a log-normal factor
+of spread 0.3). Each time the decoder bundle is built from session 1, as ``rtdecode build`` does,
 and session 2 -- trials that never touched calibration -- is decoded through the daemon's own
-pipeline (``rtdecode decode``'s path): the still animal once, the drifting one with
+pipeline (``rtdecode decode``'s path): the still animals once, the drifting one with
 ``[sorting] motion_tracking`` on and off. Accuracy is scored against the simulator's labels in total
 and by quarter of the session (drift grows with time), with the tracker's estimate beside the true
 motion at each quarter's end.
@@ -18,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-DEFAULT_DRIFT = "between=15,trend=10"
+from rtdecode.offline.sim.drift import SECOND_SESSION
 
 
 def _score_by_quarter(records: list[dict], labels: pd.Series, n_samples: int, first_sample: int) -> dict:
@@ -67,7 +68,7 @@ def _true_motion(session: Path, at_samples: np.ndarray, first_sample: int, fs: f
 
 def run_drift_decoding(
     work: Path,
-    drift: str = DEFAULT_DRIFT,
+    drift: str = SECOND_SESSION,
     channels: int = 32,
     units: int = 48,
     repeats: int = 2,
@@ -76,15 +77,21 @@ def run_drift_decoding(
     log=print,
     progress=None,
 ) -> dict:
+    """Simulate, build and decode under ``work`` (animals and bundles); returns the results."""
     from rtdecode.offline.build import BuildConfig, build_bundle
+    from rtdecode.offline.sim.drift import DriftSpec
     from rtdecode.offline.sim.simulate import SimulationParams, simulate
 
     from rtdecode.scoring import read_labels
     from rtdecode.stream.recording import RecordingSource
 
-    """Simulate, build and decode under ``work`` (animals and bundles); returns the results."""
     result: dict = {"drift": drift, "channels": channels, "units": units, "repeats": repeats, "seed": seed, "rows": []}
-    for name, spec in (("still", ""), ("drifting", drift)):
+    parsed = DriftSpec.parse(drift)
+    animals = [("still", "")]
+    if parsed.turnover and not parsed.still:
+        animals.append(("units change", parsed.only_turnover().text))
+    animals.append(("drifting" if not parsed.still else "units change", drift))
+    for name, spec in animals:
         log(
             f"{name}: simulating one animal, two sessions ({channels} ch, {units} units"
             + (f", drift {spec}) ..." if spec else ") ...")
@@ -92,10 +99,10 @@ def run_drift_decoding(
         params = SimulationParams(
             animals=1, channels=channels, units=units, repeats=repeats, seed=seed, sessions=2, drift=spec
         )
-        target = simulate(params, work / name / "animals", progress=progress)[0]
+        target = simulate(params, work / name.replace(" ", "-") / "animals", progress=progress)[0]
         session2 = target.parent / f"{target.name}-s2"
         log(f"{name}: building the decoder bundle from session 1 ...")
-        bundle = work / name / "bundle"
+        bundle = work / name.replace(" ", "-") / "bundle"
         with tempfile.TemporaryDirectory(prefix="rtdecode-drift-") as build_tmp:
             build_bundle(
                 [],
@@ -120,7 +127,7 @@ def run_drift_decoding(
         source = RecordingSource(session2 / m["recording"])
         first, n, fs = int(source.sample_numbers[0]), int(source.n_samples), float(source.sample_rate)
         quarter_ends = first + np.linspace(0, n, 5)[1:]
-        for tracking in (True, False) if spec else (True,):
+        for tracking in (True, False) if not DriftSpec.parse(spec).still else (True,):
             log(f"{name}: decoding session 2 with motion tracking {'on' if tracking else 'off'} ...")
             records = _decode(bundle, source, tracking)
             row = {"session": name, "motion_tracking": tracking, **_score_by_quarter(records, labels, n, first)}

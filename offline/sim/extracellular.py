@@ -57,7 +57,9 @@ def voltage_recording(
     from spikeinterface.core import NumpySorting
     from spikeinterface.generation import InjectTemplatesRecording, NoiseGeneratorRecording
 
-    sorting = NumpySorting.from_samples_and_labels([spikes["sample_index"]], [spikes["unit_index"]], fs)
+    sorting = NumpySorting.from_samples_and_labels(  # every unit, also those silent in this session
+        [spikes["sample_index"]], [spikes["unit_index"]], fs, unit_ids=np.arange(templates.shape[0])
+    )
     noise = NoiseGeneratorRecording(
         num_channels=templates.shape[2],
         sampling_frequency=fs,

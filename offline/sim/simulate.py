@@ -14,7 +14,8 @@
       probe.json                   probeinterface geometry of the recorded channels
       ground_truth/spikes.npy      structured (sample_index, unit_index, amplitude)
       ground_truth/templates.npy   (units, samples, channels) float32 uV
-      ground_truth/units.csv       unit ids, area, position, receptive-field parameters, SNR
+      ground_truth/units.csv       unit ids, area, position, receptive-field parameters, SNR; whether
+                                   the unit fires this session (present) and its rate factor
       ground_truth/motion.npz      with --drift: the true probe motion (times_s, displacement_um along
                                    the shank from session 1's position, unit_factor, rate_hz, spec)
 
@@ -28,7 +29,7 @@ import datetime as dt
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -241,11 +242,21 @@ def simulate_animal(
         first_sample = 30_000 * 3 + int(rng.integers(0, 30_000))
     duration = float(schedule.attrs["duration_s"])
     n_trials = len(schedule)
+    drift = DriftSpec.parse(params.drift)
+    rate_factor = drift.unit_rates(params.units, session, [params.seed, index])  # 0: silent this session
+    present = rate_factor > 0
     trial_gain = rng.gamma(5.0, 1 / 5.0, (params.units, n_trials)) * rng.gamma(20.0, 1 / 20.0, (1, n_trials))
-    trial_rates = cond_rates[:, schedule.condition.to_numpy()] * trial_gain
+    trial_rates = cond_rates[:, schedule.condition.to_numpy()] * trial_gain * rate_factor[:, None]
     run_t, run_speed = population.running_speed_trace(rng, duration)
     trains = population.generate_spike_trains(
-        rng, pop, schedule.start_time.to_numpy(), trial_rates, duration, PRESENTATION_S, run_t, run_speed
+        rng,
+        replace(pop, baseline_hz=pop.baseline_hz * rate_factor),
+        schedule.start_time.to_numpy(),
+        trial_rates,
+        duration,
+        PRESENTATION_S,
+        run_t,
+        run_speed,
     )
     n_samples = int(round(duration * fs))
     margin = templates.shape[1]
@@ -262,7 +273,6 @@ def simulate_animal(
 
     # Recording
     spike_vec = spike_vector(samples, amp_factor)
-    drift = DriftSpec.parse(params.drift)
     motion = None if drift.still else drift.motion(n_samples / fs, session, unit_pos[:, 1])
     if motion is not None:
         motion.save(adir / "ground_truth" / "motion.npz", params.drift)
@@ -327,6 +337,8 @@ def simulate_animal(
     gt_units["peak_amplitude_uv"] = peak_amp
     gt_units["snr"] = snr
     gt_units["n_spikes"] = [len(s) for s in samples]
+    gt_units["present"] = present  # False: silent this session (drift lost=/gained=)
+    gt_units["rate_factor"] = rate_factor  # this session's firing rates against session 1's
     gt_units["template_nbefore"] = nbefore
     gt_units.to_csv(adir / "ground_truth" / "units.csv", index=False)
     from probeinterface import write_probeinterface
@@ -370,9 +382,9 @@ def simulate_animal(
         probe_name="probeA",
         sampling_rate=fs,
         electrodes=electrodes,
-        units=units_df,
-        spike_times=[st + t0 for st in trains],
-        spike_amplitudes=[peak_amp[u] * amp_factor[u] * 1e-6 for u in range(params.units)],
+        units=units_df[present].reset_index(drop=True),  # a sorter finds only the units that fire
+        spike_times=[trains[u] + t0 for u in np.flatnonzero(present)],
+        spike_amplitudes=[peak_amp[u] * amp_factor[u] * 1e-6 for u in np.flatnonzero(present)],
         natural_scenes=_shift(ns[["start_time", "stop_time", "frame", "stimulus_block"]], t0),
         static_gratings=_shift(
             sg[
