@@ -149,6 +149,7 @@ class SortingConfig(_Strict):
     engine: Literal["rtdecode", "tdc-peeler", "nearest"] = field("sorting.engine")
     chunk_ms: float = field("sorting.chunk_ms", strict=True, gt=0, le=200)
     detect_threshold: float = field("sorting.detect_threshold", strict=True, gt=0, le=50)
+    detection: Literal["pooled", "channel"] = field("sorting.detection")
     preprocess_threads: int = field("sorting.preprocess_threads", strict=True, ge=1, le=64)
     motion_tracking: bool = field("sorting.motion_tracking", strict=True)
 

@@ -33,7 +33,21 @@ _TABLE = (
     ),
     Parameter("build.filter_order", "int", 3, "", "Butterworth order (the bundle records it; the rig follows)"),
     Parameter("build.common_reference", "str", "median", "", "median, average or none, across channels (the bundle's)"),
-    Parameter("sorting.detect_threshold", "float", 5.0, "noise MADs", "peak detection threshold"),
+    Parameter(
+        "sorting.detect_threshold",
+        "float",
+        4.5,
+        "noise SDs",
+        "peak detection threshold, in noise SDs of the detection signal",
+    ),
+    Parameter(
+        "sorting.detection",
+        "str",
+        "pooled",
+        "",
+        "rtdecode engine: pooled (a spike-shaped filter summed over nearby channels: finds small units) "
+        "or channel (each channel on its own)",
+    ),
     Parameter("sorting.preprocess_threads", "int", 1, "", "threads of the high-pass + reference (cores to spare)"),
     Parameter("sorting.chunk_ms", "float", 20.0, "ms", "sorting chunk length (SpikeInterface engines)"),
     Parameter(

@@ -135,6 +135,7 @@ def make_matcher(templates, sorting: SortingConfig, sample_rate: float):
             templates.noise_levels,
             templates.channel_positions,
             threshold=sorting.detect_threshold,
+            detection=sorting.detection,
         )
     return SpikeInterfaceMatcher(templates, sorting.engine, sorting.detect_threshold, sample_rate)
 

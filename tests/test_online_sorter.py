@@ -92,6 +92,63 @@ def test_simultaneous_spikes_far_apart_on_the_probe_are_both_found():
     assert sorted(zip(s.tolist(), u.tolist(), strict=True)) == sorted(truth)
 
 
+def _small_unit_probe(n_channels=64, peak_sd=2.8):
+    """A probe of white noise (5 uV) with one unit whose trough is ``peak_sd`` noise SDs on its best
+    channel, spread over neighbours and samples as real spikes are, firing every 10 ms."""
+    from rtdecode.offline.sim.probe import neuropixels1_probe
+
+    pos = neuropixels1_probe(n_channels).contact_positions
+    length, nbefore = 60, 20
+    shape = -np.exp(-0.5 * ((np.arange(length) - nbefore) / 3.0) ** 2)
+    d = np.linalg.norm(pos - pos[30], axis=1)
+    template = (peak_sd * 5.0 * shape[:, None] * np.exp(-d / 30.0)[None, :]).astype(np.float32)[None]
+    sparsity = np.abs(template[0]).max(axis=0)[None] > 0.1 * np.abs(template).max()
+    x = np.random.default_rng(1).normal(0, 5.0, (60_000, n_channels)).astype(np.float32)
+    spikes = np.arange(300, len(x) - 300, 300)
+    for t in spikes:
+        x[t - nbefore : t - nbefore + length] += template[0]
+    return x, template, nbefore, sparsity, pos, spikes
+
+
+def test_pooled_detection_finds_a_unit_too_small_for_any_one_channel():
+    x, template, nbefore, sparsity, pos, spikes = _small_unit_probe()
+    found = {}
+    for detection in ("channel", "pooled"):
+        m = TemplateMatcher(template, nbefore, sparsity, np.full(64, 5.0), pos, threshold=4.5, detection=detection)
+        s, u = m.find(x, m.margin_left, len(x) - m.margin_right)
+        near = np.abs(s[:, None] - spikes[None, :]) <= 2
+        found[detection] = (near.any(axis=0).mean(), int((~near.any(axis=1)).sum()))  # share found, false ones
+    # a 2.8-SD trough seldom crosses 4.5 SDs on its channel; summed over channels and samples it does
+    assert found["channel"][0] < 0.25, found  # measured 0.15
+    assert found["pooled"][0] > 0.95 and found["pooled"][1] <= 2, found  # measured 1.0 and none false
+
+
+def test_the_pooled_detection_signal_is_the_filter_it_says_in_noise_sds():
+    """The kernel equals the same filter written as a convolution and a matrix product, and on noise
+    alone (each channel its own level) it has unit variance: the threshold is in noise SDs."""
+    from scipy.ndimage import convolve1d
+
+    from rtdecode.sorting.matcher import _pooled
+
+    x, template, nbefore, sparsity, pos, _ = _small_unit_probe()
+    levels = np.random.default_rng(2).uniform(3.0, 9.0, 64).astype(np.float32)
+    noise = np.random.default_rng(3).normal(0, 1.0, (20_000, 64)).astype(np.float32) * levels
+    m = TemplateMatcher(template, nbefore, sparsity, levels, pos)
+    assert m.taps.size == 9 and np.isclose((m.taps**2).sum(), 1.0)  # 7 samples below half the trough: 9 taps
+    z = np.zeros_like(noise)
+    _pooled(noise, m.inv_noise, m.taps, m.band, 0, len(noise), z, m._row, m._acc)
+    dense = np.zeros((64, 64))  # weights of each output channel (rows) on each input channel
+    b = m.band.shape[0] // 2
+    for k in range(m.band.shape[0]):
+        for c in range(64):
+            if 0 <= c + k - b < 64:
+                dense[c, c + k - b] = m.band[k, c]
+    want = convolve1d(noise * m.inv_noise, m.taps[::-1], axis=0, mode="constant") @ dense.T
+    np.testing.assert_allclose(z, want, atol=1e-4)
+    assert np.allclose((dense**2).sum(axis=1), 1.0) and (dense > 0).sum(axis=1).min() >= 4  # neighbours pooled
+    assert z[10:-10].std(axis=0).mean() == pytest.approx(1.0, abs=0.03)
+
+
 @pytest.mark.parametrize("version", ["0.106.0", "1.0.0", "0.104.2", "dev"])
 def test_untested_spikeinterface_versions_are_refused_with_the_reason(version):
     from rtdecode.sorting.spikeinterface_engine import EngineUnavailable, check_spikeinterface_version

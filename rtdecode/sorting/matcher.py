@@ -3,9 +3,17 @@
 For a preprocessed chunk ``x`` (samples x channels, uV):
 
 1. detection, locally exclusive (as SpikeInterface's ``locally_exclusive``): an event is a sample
-   and channel where ``x / noise < -threshold`` and which is the most negative within
+   and channel where the detection signal ``z < -threshold`` and which is the most negative within
    +-``refractory`` samples on every channel within ``exclusion_um`` -- so units far apart on the
-   probe that fire at the same moment are each detected;
+   probe that fire at the same moment are each detected. With ``detection="channel"``,
+   ``z = x / noise`` channel by channel. With ``detection="pooled"`` (the default), ``z`` is a
+   matched filter for spikes in general: each channel's whitened signal smoothed in time by a
+   triangle as wide as the templates' troughs, then summed over nearby channels with Gaussian
+   weights (``pool_sigma_um``), both kernels of unit energy so ``z`` keeps unit noise variance
+   (white, independent channel noise). A spike spread over several channels and samples adds up
+   where the noise does not: units whose peak is 3-5 noise SDs on their best channel, which a
+   per-channel threshold never sees, are found (at 384 channels, mean accuracy 0.73 -> 0.86;
+   README, "Spike sorting");
 2. candidates: the units whose main channel lies within ``radius_um`` of the event's channel
    (precomputed per channel, padded);
 3. fit: for every event, candidate and alignment shift (+-``max_shift`` samples), the least-squares
@@ -15,7 +23,8 @@ For a preprocessed chunk ``x`` (samples x channels, uV):
    further apart than ``exclusion_um`` and both match the same unit, the better fit is kept.
 
 Steps 1 and 3 are numba kernels that read the chunk in place (cost grows with samples x channels
-for 1, with events x candidates x sparse channels for 3 -- never with units x channels).
+for 1 -- x (kernel taps + channel band) when pooled -- with events x candidates x sparse channels for
+3 -- never with units x channels).
 """
 
 from __future__ import annotations
@@ -57,6 +66,68 @@ def _local_peaks(x, inv_noise, threshold, neighbours, refractory, start, stop): 
                 ts.append(t)
                 cs.append(c)
     return ts, cs
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _pooled(x, inv_noise, taps, band, start, stop, out, row, acc):  # pragma: no cover - compiled
+    """Rows [start, stop) of ``out`` = the detection signal of buffer ``x``: each channel whitened and
+    smoothed by ``taps`` (centred), then ``out[t, c] = sum_k band[k, c] * smoothed[t, c + k - B]``.
+    ``row`` (channels + 2B, zero-padded ends) and ``acc`` (channels) are scratch."""
+    n, C = x.shape
+    H = taps.shape[0]
+    hc = H // 2
+    KB = band.shape[0]
+    B = KB // 2
+    for t in range(start, stop):
+        for c in range(C):
+            acc[c] = 0.0
+        for j in range(H):
+            tt = t + j - hc
+            if tt >= 0 and tt < n:
+                hj = taps[j]
+                xr = x[tt]
+                for c in range(C):
+                    acc[c] += hj * xr[c]
+        for c in range(C):
+            row[B + c] = acc[c] * inv_noise[c]
+            acc[c] = 0.0
+        for k in range(KB):
+            bk = band[k]
+            for c in range(C):
+                acc[c] += bk[c] * row[c + k]
+        o = out[t]
+        for c in range(C):
+            o[c] = acc[c]
+
+
+def trough_taps(templates: np.ndarray) -> np.ndarray:
+    """A unit-energy triangle as wide as the templates' troughs: the median, over units, of how many
+    samples the main channel's waveform spends below half its trough; half-width ``ceil(w / 2)``."""
+    t = np.asarray(templates, dtype=np.float32)
+    main = np.abs(t).max(axis=1).argmax(axis=1)
+    wave = t[np.arange(len(t)), :, main]
+    depth = np.maximum(-wave.min(axis=1, keepdims=True), 1e-9)
+    width = int(np.median((wave < -0.5 * depth).sum(axis=1)))
+    half = max(1, -(-width // 2))
+    taps = 1.0 - np.abs(np.arange(-half, half + 1)) / (half + 1)
+    return (taps / np.sqrt((taps**2).sum())).astype(np.float32)
+
+
+def pooling_band(channel_positions: np.ndarray, sigma_um: float) -> np.ndarray:
+    """(2B + 1, channels) Gaussian weights of the channels within 2.5 ``sigma_um`` of each channel,
+    by channel offset ``k - B`` (B: the largest offset between such neighbours; a few on a probe whose
+    channels go by depth), each channel's weights of unit energy."""
+    pos = np.asarray(channel_positions, dtype=np.float64)
+    n = len(pos)
+    d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=2)
+    close = d <= 2.5 * sigma_um
+    w = np.exp(-0.5 * (d / sigma_um) ** 2) * close
+    w /= np.sqrt((w**2).sum(axis=1, keepdims=True))
+    rows, cols = np.nonzero(close)
+    b = int(np.abs(cols - rows).max())
+    band = np.zeros((2 * b + 1, n), dtype=np.float32)
+    band[cols - rows + b, rows] = w[rows, cols]
+    return band
 
 
 @njit(cache=True, nogil=True)
@@ -111,7 +182,11 @@ class TemplateMatcher:
         max_shift: int = 2,
         refractory: int = 10,
         amplitude_range: tuple[float, float] = (0.5, 2.0),
+        detection: str = default("sorting.detection"),
+        pool_sigma_um: float = 20.0,
     ) -> None:
+        if detection not in ("pooled", "channel"):
+            raise ValueError(f"detection must be 'pooled' or 'channel', got {detection!r}")
         t = np.asarray(templates, dtype=np.float32)
         # as given (the calibration position): what :meth:`moved` moves, however often it is called
         self.calibration = (t, np.asarray(sparsity, dtype=bool), np.asarray(channel_positions, dtype=np.float64))
@@ -122,7 +197,10 @@ class TemplateMatcher:
             "max_shift": max_shift,
             "refractory": refractory,
             "amplitude_range": amplitude_range,
+            "detection": detection,
+            "pool_sigma_um": pool_sigma_um,
         }
+        self.detection = detection
         self.displacement_um = 0.0  # how far from the calibration position its templates are moved
         self.n_units, self.length, self.n_channels = t.shape
         self.nbefore = int(nbefore)
@@ -159,6 +237,13 @@ class TemplateMatcher:
         for c in range(self.n_channels):  # set-up, once
             chans = np.flatnonzero(close[c])
             self.neighbours[c, : len(chans)] = chans
+        if detection == "pooled":
+            self.taps = trough_taps(t)
+            self.band = pooling_band(pos, pool_sigma_um)
+            self._row = np.zeros(self.n_channels + self.band.shape[0] - 1, dtype=np.float32)
+            self._acc = np.zeros(self.n_channels, dtype=np.float32)
+            self._z = np.zeros((4096, self.n_channels), dtype=np.float32)  # grows to the largest chunk, once
+            self._unit_noise = np.ones(self.n_channels, dtype=np.float32)
 
     def moved(self, displacement_um: float) -> TemplateMatcher:
         """A matcher like this one whose templates are moved ``displacement_um`` up the shank from
@@ -190,8 +275,16 @@ class TemplateMatcher:
     def detect(self, x: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Event samples in ``[start, stop)`` of buffer ``x`` and their channels, in time order."""
         x = np.ascontiguousarray(x, dtype=np.float32)
+        z, inv_noise = x, self.inv_noise
+        if self.detection == "pooled":
+            if len(self._z) < len(x):
+                self._z = np.zeros((len(x), self.n_channels), dtype=np.float32)
+            z, inv_noise = self._z[: len(x)], self._unit_noise
+            # the peak test reads +-refractory rows around [start, stop): only those are computed
+            lo, hi = max(0, int(start) - self.refractory), min(len(x), int(stop) + self.refractory)
+            _pooled(x, self.inv_noise, self.taps, self.band, lo, hi, z, self._row, self._acc)
         ts, cs = _local_peaks(
-            x, self.inv_noise, np.float32(self.threshold), self.neighbours, self.refractory, int(start), int(stop)
+            z, inv_noise, np.float32(self.threshold), self.neighbours, self.refractory, int(start), int(stop)
         )
         return np.asarray(ts, dtype=np.int64), np.asarray(cs, dtype=np.int64)
 
