@@ -50,6 +50,12 @@ def _local_peaks(x, inv_noise, threshold, neighbours, refractory, start, stop): 
             v = x[t, c] * inv_noise[c]
             if v >= -threshold:
                 continue
+            # the samples either side first (the same rule as below): on a smooth signal, as the pooled
+            # one, most samples under the threshold are on a spike's flank and fail here
+            if refractory > 0 and (
+                (t > 0 and x[t - 1, c] * inv_noise[c] <= v) or (t + 1 < n and x[t + 1, c] * inv_noise[c] < v)
+            ):
+                continue
             peak = True
             for j in range(neighbours.shape[1]):
                 c2 = neighbours[c, j]
@@ -248,11 +254,13 @@ class TemplateMatcher:
     def moved(self, displacement_um: float) -> TemplateMatcher:
         """A matcher like this one whose templates are moved ``displacement_um`` up the shank from
         the calibration position (:func:`~rtdecode.sorting.template_motion.move_templates`); the
-        margins, detection and noise are the same. Set-up work (tens to hundreds of ms at 384
-        channels): the sorter builds it off the hot path."""
+        margins, detection (the pooled filter included) and noise are the same. Set-up work (tens to
+        hundreds of ms at 384 channels): the sorter builds it off the hot path."""
         templates, sparsity, positions = self.calibration
         moved, mask = move_templates(templates, sparsity, positions, displacement_um)
         m = TemplateMatcher(moved, self.nbefore, mask, self.noise, positions, **self.options)
+        if self.detection == "pooled":  # detection stays the calibration's, wherever the templates go
+            m.taps = self.taps
         m.calibration = self.calibration
         m.displacement_um = float(displacement_um)
         return m

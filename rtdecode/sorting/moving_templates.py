@@ -11,13 +11,16 @@ thread is long done by then; offline, faster than real time, the sorter waits fo
 
 Only one move is in flight; the next estimate is compared once it has taken over. Detection does
 not use the templates (threshold on the noise), so the tracker's estimates do not depend on the
-moves: there is no feedback loop to run away.
+moves: there is no feedback loop to run away. The build runs its linear algebra on one thread, so
+it never takes the cores of the hot path and the receiver.
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+
+from threadpoolctl import threadpool_limits
 
 from rtdecode.sorting.matcher import TemplateMatcher
 
@@ -50,7 +53,9 @@ class MovingTemplates:
 
     def _build(self, target: float) -> TemplateMatcher:
         t0 = time.perf_counter()
-        m = self.calibration.moved(target)
+        # on one core: a multi-threaded BLAS here would take the cores of the hot path and the receiver
+        with threadpool_limits(limits=1, user_api="blas"):
+            m = self.calibration.moved(target)
         self.build_s += time.perf_counter() - t0
         return m
 
