@@ -743,6 +743,14 @@ def bench_drift(
     units: Annotated[int, typer.Option(help="units of the simulated animal")] = 48,
     repeats: Annotated[int, typer.Option(help="repeats of every stimulus per session")] = 2,
     seed: Annotated[int, typer.Option(help="seed of the simulation and the build")] = 0,
+    running_baseline: Annotated[
+        int,
+        typer.Option(
+            help="[trials] running_baseline of the decoding runs: N trials, or 0 for the bundle's calibration "
+            "statistics as they are",
+            min=0,
+        ),
+    ] = default("trials.running_baseline"),
 ) -> None:
     """Decoding through drift: one animal simulated still, with only its units changing between
     sessions (where --drift names lost=, gained= or rates=) and drifting (same seed), its bundle built
@@ -767,10 +775,12 @@ def bench_drift(
             units,
             repeats,
             seed=seed,
+            running_baseline=running_baseline,
             log=lambda m: err_console.print(m, highlight=False),
             progress=progress,
         )
-    table = Table(title=f"decoding session 2 through drift ({drift}), {channels} ch, {units} units")
+    baseline = f"running baseline over {running_baseline} trials" if running_baseline else "calibration baseline"
+    table = Table(title=f"decoding session 2 through drift ({drift}), {channels} ch, {units} units, {baseline}")
     for col in (
         "session",
         "motion tracking",

@@ -163,6 +163,7 @@ class TrialsConfig(_Strict):
     """Which TTL line marks a stimulus onset. The trial windows are the bundle's."""
 
     ttl_line: int = Field(strict=True, ge=0, le=255, description="0-based TTL line of stimulus onsets (as on the wire)")
+    running_baseline: int = field("trials.running_baseline", strict=True, ge=0, le=100_000)
 
     @model_validator(mode="before")
     @classmethod

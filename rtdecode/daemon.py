@@ -658,6 +658,7 @@ class Daemon:
             },
             "latency": pct,
             "image_scale": self.pipeline.image_scale,
+            "baseline": self.pipeline.baseline_status,
             "capacity": {
                 "stream_s": stream_s,
                 "stream_s_received": received_s,

@@ -93,6 +93,7 @@ def decode_to_log(
                 "time": time.time(),
                 "counters": {**pipeline.counters(), **counts},
                 "image_scale": pipeline.image_scale,
+                "baseline": pipeline.baseline_status,
             }
         )
     finally:

@@ -60,6 +60,14 @@ _TABLE = (
     ),
     Parameter("trials.ttl_line", "int", 0, "", "0-based TTL line of stimulus onsets, as on the wire"),
     Parameter(
+        "trials.running_baseline",
+        "int",
+        0,
+        "trials",
+        "N > 0: normalise responses by baseline statistics that follow the session's own baseline windows "
+        "over ~N trials, from the calibration's (units lost, gained or changed since); 0: the bundle's as they are",
+    ),
+    Parameter(
         "build.response_window_ms", "[float, float]", (0.0, 250.0), "ms", "half-open response window (the bundle's)"
     ),
     Parameter(

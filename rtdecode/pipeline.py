@@ -185,7 +185,7 @@ class OnlinePipeline:
                 f"{bundle.path}: backend {self.backend.name} takes input {tuple(self.backend.input_shape)}, "
                 f"the bundle's image size {m.image_size} needs {want}"
             )
-        self.decoder = TrialDecoder(bundle, self.backend)
+        self.decoder = TrialDecoder(bundle, self.backend, cfg.trials.running_baseline)
         self.sample_rate = m.sample_rate
         self.sorter = make_online_sorter(bundle, m.channel_count, m.sample_rate, cfg.sorting, m.preprocessing)
         self.tracker = TrialTracker(bundle.n_units, cfg.trials.ttl_line, self.decoder.response, self.decoder.baseline)
@@ -316,6 +316,11 @@ class OnlinePipeline:
     def image_scale(self) -> dict:
         """The scale of the neural images decoded so far against the bundle's training images."""
         return self.decoder.image_scale
+
+    @property
+    def baseline_status(self) -> dict:
+        """The units' baseline rates against the calibration's (``[trials] running_baseline``)."""
+        return self.decoder.baseline_status
 
     def _decide(self, trial: ClosedTrial, arrival_ns: int, sorted_ns: int) -> Decision:
         t_closed = time.monotonic_ns()

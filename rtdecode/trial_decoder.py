@@ -1,6 +1,8 @@
 """One closed trial -> one decision, through the same core functions the builder used.
 
-``rates_hz`` (counts -> Hz), ``BaselineStats.normalise`` (the bundle's calibration statistics),
+``rates_hz`` (counts -> Hz), ``BaselineStats.normalise`` (the bundle's calibration statistics; with
+``[trials] running_baseline = N``, ``RunningBaseline``: the same statistics following the session's
+own baseline windows over about N trials),
 ``neural_images`` (``I_t = R_t PS``) and ``ImageNormalisation.to_model_input`` (the bundle's
 normalisation to a (1, 3, S, S) input) -- each writing into a buffer preallocated here -- then the
 backend, the bundle's probability calibration (logits divided by its temperature) and a softmax.
@@ -22,7 +24,7 @@ import numpy as np
 from rtdecode.bundle import Bundle
 from rtdecode.core.model_input import ImageNormalisation
 from rtdecode.core.neural_image import neural_images
-from rtdecode.core.responses import BaselineStats, rates_hz, window_samples
+from rtdecode.core.responses import BaselineStats, RunningBaseline, rates_hz, window_samples
 from rtdecode.degraded import Degraded, status_of
 from rtdecode.inference.base import Backend, softmax
 from rtdecode.trials import ClosedTrial
@@ -41,7 +43,7 @@ class Verdict:
 
 
 class TrialDecoder:
-    def __init__(self, bundle: Bundle, backend: Backend) -> None:
+    def __init__(self, bundle: Bundle, backend: Backend, running_baseline: int = 0) -> None:
         m = bundle.manifest
         self.backend = backend
         self.fs = m.sample_rate
@@ -56,6 +58,9 @@ class TrialDecoder:
             std=bundle.baseline_std.astype(np.float32),
             fit_trials=np.empty(0, np.int64),
         )
+        # 0: the calibration's statistics as they are; N: following the session from them
+        self.running = RunningBaseline(self.stats, running_baseline) if running_baseline else None
+        self._baseline_rates = np.empty((1, bundle.n_units), dtype=np.float32)
         self.preferred_stimuli = bundle.preferred_stimuli
         size = m.image_size
         self._rates = np.empty((1, bundle.n_units), dtype=np.float32)
@@ -73,7 +78,12 @@ class TrialDecoder:
             reasons = tuple(trial.degraded)
             return Verdict(status_of(reasons), None, None, None, None, reasons)
         rates_hz(trial.response_counts[None, :], self.response, self.fs, out=self._rates)
-        self.stats.normalise(self._rates, out=self._R)
+        if self.running is None:
+            self.stats.normalise(self._rates, out=self._R)
+        else:  # the trial's own baseline window (before its response) joins the statistics first
+            rates_hz(trial.baseline_counts[None, :], self.baseline, self.fs, out=self._baseline_rates)
+            self.running.update(self._baseline_rates[0])
+            self.running.normalise(self._rates, out=self._R)
         neural_images(self._R, self.preferred_stimuli, out=self._image)
         img = self._image[0]
         self._pixel_sums += (img.size, float(img.sum(dtype=np.float64)), float(np.dot(img, img)))
@@ -106,6 +116,23 @@ class TrialDecoder:
             if n:
                 means[name] = {"trials": n, "pixels": (self._class_sums[k] / n).reshape(size, size)[grid].tolist()}
         return {"latest": latest, "class_means": means}
+
+    @property
+    def baseline_status(self) -> dict:
+        """Where the units' baseline rates stand against the calibration's: with a running baseline,
+        the trials folded in, the median ratio of rates, and the units now below a tenth of their
+        calibration rate (of those that fired at >= 1 Hz there: lost since, or off their templates)."""
+        if self.running is None:
+            return {"running": "off ([trials] running_baseline = 0): the bundle's calibration statistics"}
+        cal = self.stats.mean.astype(np.float64)
+        fired = cal >= 1.0
+        ratio = self.running.mean[fired] / cal[fired]
+        return {
+            "running": f"over ~{self.running.trials} trials",
+            "trials": self.running.seen,
+            "median_rate_ratio": float(np.median(ratio)) if ratio.size else None,
+            "units_below_a_tenth": int((ratio < 0.1).sum()),
+        }
 
     @property
     def image_scale(self) -> dict:

@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from rtdecode.core.responses import (
     BaselineStats,
+    RunningBaseline,
     SpikeIndex,
     rates_hz,
     seconds_to_samples,
@@ -63,3 +64,30 @@ def test_baseline_fit_only_on_fit_trials_and_zero_std_guard():
         stats.normalise(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="at least 2"):
         BaselineStats.fit(b, fit_trials=np.array([0]))
+
+
+def test_a_running_baseline_follows_the_session_from_the_calibrations_statistics():
+    """Units silent since calibration come back to R = 0, a unit firing at twice its rate to its
+    calibration scale, a steady unit stays where it was; the recursion is the documented one."""
+    rng = np.random.default_rng(0)
+    cal = BaselineStats(np.array([10.0, 5.0, 8.0], np.float32), np.array([3.0, 2.0, 2.5], np.float32), np.arange(50))
+    run = RunningBaseline(cal, trials=50)
+    mean, var = cal.mean.astype(np.float64), cal.std.astype(np.float64) ** 2
+    R = np.empty((1, 3), np.float32)
+    for k in range(400):  # unit 0 silent, unit 1 at twice its rate, unit 2 as it was
+        b = np.array([0.0, rng.normal(10.0, 4.0), rng.normal(8.0, 2.5)])
+        run.update(b)
+        d = b - mean
+        mean, var = mean + d / 50, (1 - 1 / 50) * (var + d * d / 50)
+        if k < 3:
+            np.testing.assert_allclose(run.mean, mean)
+            np.testing.assert_allclose(run.var, var)
+        run.normalise(np.array([[0.0, 10.0, 8.0]], np.float32), out=R)
+    assert run.seen == 400
+    assert abs(R[0, 0]) < 0.01  # silent and nothing in its response: no longer -10 / 3 in every image
+    assert run.stats.std[0] == 1.0  # floored at min_std_hz
+    assert run.mean[1] == pytest.approx(10.0, abs=1.5) and run.stats.std[1] == pytest.approx(4.0, abs=1.2)
+    assert run.mean[2] == pytest.approx(8.0, abs=1.0) and run.stats.std[2] == pytest.approx(2.5, abs=0.8)
+    assert (cal.mean == [10.0, 5.0, 8.0]).all()  # the calibration's statistics are not touched
+    with pytest.raises(ValueError, match="at least 1 trial"):
+        RunningBaseline(cal, trials=0)

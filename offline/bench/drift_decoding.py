@@ -44,14 +44,19 @@ def _score_by_quarter(records: list[dict], labels: pd.Series, n_samples: int, fi
     }
 
 
-def _decode(bundle_dir: Path, source, tracking: bool) -> list[dict]:
+def _decode(bundle_dir: Path, source, tracking: bool, running_baseline: int) -> list[dict]:
     from rtdecode.bundle import Bundle
     from rtdecode.decode import decode_recording
     from rtdecode.pipeline import OnlinePipeline, rig_config_for_bundle
 
     bundle = Bundle.load(bundle_dir)
     cfg = rig_config_for_bundle(bundle)
-    cfg = cfg.model_copy(update={"sorting": cfg.sorting.model_copy(update={"motion_tracking": tracking})})
+    cfg = cfg.model_copy(
+        update={
+            "sorting": cfg.sorting.model_copy(update={"motion_tracking": tracking}),
+            "trials": cfg.trials.model_copy(update={"running_baseline": running_baseline}),
+        }
+    )
     pipeline = OnlinePipeline(bundle, cfg, log=lambda *_: None)
     pipeline.warmup()
     return [d.record() for d in decode_recording(pipeline, source)]
@@ -74,6 +79,7 @@ def run_drift_decoding(
     repeats: int = 2,
     image_size: int = 48,
     seed: int = 0,
+    running_baseline: int | None = None,
     log=print,
     progress=None,
 ) -> dict:
@@ -82,10 +88,20 @@ def run_drift_decoding(
     from rtdecode.offline.sim.drift import DriftSpec
     from rtdecode.offline.sim.simulate import SimulationParams, simulate
 
+    from rtdecode.parameters import default
     from rtdecode.scoring import read_labels
     from rtdecode.stream.recording import RecordingSource
 
-    result: dict = {"drift": drift, "channels": channels, "units": units, "repeats": repeats, "seed": seed, "rows": []}
+    running_baseline = default("trials.running_baseline") if running_baseline is None else running_baseline
+    result: dict = {
+        "drift": drift,
+        "channels": channels,
+        "units": units,
+        "repeats": repeats,
+        "seed": seed,
+        "running_baseline": running_baseline,
+        "rows": [],
+    }
     parsed = DriftSpec.parse(drift)
     animals = [("still", "")]
     if parsed.turnover and not parsed.still:
@@ -129,7 +145,7 @@ def run_drift_decoding(
         quarter_ends = first + np.linspace(0, n, 5)[1:]
         for tracking in (True, False) if not DriftSpec.parse(spec).still else (True,):
             log(f"{name}: decoding session 2 with motion tracking {'on' if tracking else 'off'} ...")
-            records = _decode(bundle, source, tracking)
+            records = _decode(bundle, source, tracking, running_baseline)
             row = {"session": name, "motion_tracking": tracking, **_score_by_quarter(records, labels, n, first)}
             row["true_motion_um_at_quarter_ends"] = _true_motion(session2, quarter_ends, first, fs)
             result["rows"].append(row)

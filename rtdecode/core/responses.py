@@ -132,3 +132,51 @@ class BaselineStats:
         np.subtract(r, self.mean, out=out)
         np.divide(out, self.std, out=out)
         return out
+
+
+class RunningBaseline:
+    """Baseline statistics that follow a live session: each unit's mean and variance of its
+    baseline-window rate, exponentially weighted over about ``trials`` trials, starting from the
+    calibration's :class:`BaselineStats`.
+
+    Between sessions units are lost and gained and firing rates change. Normalised by the
+    calibration's statistics, a unit gone silent gives ``R = -mean / std`` on every trial -- the
+    same offset in every neural image -- and a unit that now fires more pushes its preferred
+    stimuli into every image. Following the session's own baseline windows (which never see the
+    trial's response), a silent unit's ``R`` returns to 0 and a changed unit's to its calibration
+    scale within a few ``trials``. One trial at a time, update, then normalise::
+
+        a = 1 / trials;  d = b - mean;  mean += a d;  var = (1 - a) (var + a d^2)
+
+    and ``R = (r - mean) / max(sqrt(var), min_std_hz)``, float32 as :meth:`BaselineStats.normalise`.
+    """
+
+    def __init__(self, start: BaselineStats, trials: int, min_std_hz: float = 1.0) -> None:
+        if trials < 1:
+            raise ValueError(f"a running baseline needs a window of at least 1 trial, got {trials}")
+        self.trials = int(trials)
+        self.min_std_hz = float(min_std_hz)
+        self.start = start
+        self.mean = np.asarray(start.mean, dtype=np.float64).copy()
+        self.var = np.asarray(start.std, dtype=np.float64) ** 2
+        self.seen = 0  # trials folded in
+        self._diff = np.empty_like(self.mean)
+        self.stats = BaselineStats(start.mean.astype(np.float32), start.std.astype(np.float32), np.empty(0, np.int64))
+
+    def update(self, baseline_rates: np.ndarray) -> None:
+        """Fold in one trial's baseline-window rates (units,), in place."""
+        a = 1.0 / self.trials
+        d = np.subtract(np.asarray(baseline_rates, dtype=np.float64).reshape(-1), self.mean, out=self._diff)
+        self.mean += a * d
+        d *= d
+        self.var += a * d
+        self.var *= 1.0 - a
+        self.stats.mean[:] = self.mean
+        np.sqrt(self.var, out=self._diff)
+        np.maximum(self._diff, self.min_std_hz, out=self._diff)
+        self.stats.std[:] = self._diff
+        self.seen += 1
+
+    def normalise(self, response_rates: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``R`` with the statistics as they stand (:meth:`BaselineStats.normalise`)."""
+        return self.stats.normalise(response_rates, out)
