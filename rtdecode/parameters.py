@@ -62,7 +62,7 @@ _TABLE = (
     Parameter(
         "trials.running_baseline",
         "int",
-        0,
+        100,
         "trials",
         "N > 0: normalise responses by baseline statistics that follow the session's own baseline windows "
         "over ~N trials, from the calibration's (units lost, gained or changed since); 0: the bundle's as they are",

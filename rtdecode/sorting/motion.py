@@ -4,7 +4,8 @@ Each detected peak (the matcher's own detections, no second pass over the data) 
 centre of its negative amplitudes over the channels around its peak channel. The depths of the
 last ``memory_s`` seconds form an activity profile along the shank (a histogram, smoothed), which
 is compared with the profile the bundle's templates predict at the calibration position -- each
-unit's template depth by the same rule, weighted by its calibration firing rate. The shift that
+unit's template depth by the same rule, weighted by its firing rate where one is given (the daemon
+counts each unit once). The shift that
 best aligns the two (normalised cross-correlation over +-``max_um``, refined to a fraction of a
 bin) is the displacement: how far the units now sit up the shank (+) or towards the tip (-) from
 where they were calibrated. It is re-estimated every ``window_s`` of stream, as DREDge and
