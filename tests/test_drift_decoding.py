@@ -8,7 +8,7 @@ from rtdecode.offline.bench.drift_decoding import run_drift_decoding
 def test_a_drifting_second_session_is_decoded_with_tracking_on_and_off_beside_a_still_one(tmp_path):
     r = run_drift_decoding(
         tmp_path, "between=20,trend=10,lost=0.1,gained=0.1,rates=0.3", channels=32, units=32, repeats=1,
-        log=lambda *_: None,
+        running_baseline=0, log=lambda *_: None,
     )  # fmt: skip
     rows = {(x["session"], x["motion_tracking"]): x for x in r["rows"]}
     assert set(rows) == {("still", True), ("units change", True), ("drifting", True), ("drifting", False)}
