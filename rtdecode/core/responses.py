@@ -156,7 +156,6 @@ class RunningBaseline:
             raise ValueError(f"a running baseline needs a window of at least 1 trial, got {trials}")
         self.trials = int(trials)
         self.min_std_hz = float(min_std_hz)
-        self.start = start
         self.mean = np.asarray(start.mean, dtype=np.float64).copy()
         self.var = np.asarray(start.std, dtype=np.float64) ** 2
         self.seen = 0  # trials folded in

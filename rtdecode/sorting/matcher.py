@@ -12,8 +12,8 @@ For a preprocessed chunk ``x`` (samples x channels, uV):
    weights (``pool_sigma_um``), both kernels of unit energy so ``z`` keeps unit noise variance
    (white, independent channel noise). A spike spread over several channels and samples adds up
    where the noise does not: units whose peak is 3-5 noise SDs on their best channel, which a
-   per-channel threshold never sees, are found (at 384 channels, mean accuracy 0.73 -> 0.86;
-   README, "Spike sorting");
+   per-channel threshold never sees, are found (at 384 channels, mean accuracy 0.73 -> 0.855;
+   README, "Probe motion", accuracy by SNR);
 2. candidates: the units whose main channel lies within ``radius_um`` of the event's channel
    (precomputed per channel, padded);
 3. fit: for every event, candidate and alignment shift (+-``max_shift`` samples), the least-squares

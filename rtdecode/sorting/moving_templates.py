@@ -10,8 +10,9 @@ gives the same spikes, live or offline (``rtdecode decode``), however loaded the
 thread is long done by then; offline, faster than real time, the sorter waits for it there.
 
 Only one move is in flight; the next estimate is compared once it has taken over. Detection does
-not use the templates (threshold on the noise), so the tracker's estimates do not depend on the
-moves: there is no feedback loop to run away. The build runs its linear algebra on one thread, so
+not use the moved templates (a threshold on the noise; pooled detection keeps the calibration
+templates' trough width), so the tracker's estimates do not depend on the moves: there is no
+feedback loop to run away. The build runs its linear algebra on one thread, so
 it never takes the cores of the hot path and the receiver.
 """
 
