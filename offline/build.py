@@ -6,9 +6,12 @@ build its decoder, then decode that animal's next sessions live.
 1. The calibration recording is sorted (Kilosort 4, or the simulator's ground truth) and templates
    are estimated on the daemon's preprocessing.
 2. The bundle's own online pipeline (those templates, its preprocessing and matcher) runs over the
-   calibration recording: the calibration responses are counted from the spikes the daemon will see
-   (``--spikes online``, the default; ``--spikes sorter`` counts the sorter's spikes instead). The
-   build report shows the held-out accuracy of both.
+   calibration recording twice: first to record where the detected peaks lie along the shank (the
+   motion tracker's reference, registered over the calibration's own motion, kept in
+   ``templates.npz``), then tracking against it as the daemon will: the calibration responses are
+   counted from the spikes the daemon will see (``--spikes online``, the default; ``--spikes
+   sorter`` counts the sorter's spikes instead). The build report shows the held-out accuracy of
+   both.
 3. Baseline statistics and ``PS`` are fit on every calibration trial; the classifier trains on the
    calibration trials' cross-fitted (leave-one-out) neural images -- plus, with ``--train``, other
    animals' images as extra training data, each normalised on its own.
@@ -23,7 +26,7 @@ build its decoder, then decode that animal's next sessions live.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -204,14 +207,27 @@ def build_bundle(
 
     channel_positions = read_probeinterface(target_dir / tm.get("probe", "probe.json")).probes[0].contact_positions
     templates = Templates.of(sorted_units, channel_positions)
+    sorting_cfg = SortingConfig()  # the daemon's defaults, on the preprocessing the templates were made on
+    preprocessing = Preprocessing.model_validate(sorted_units.preprocessing)
+    if sorting_cfg.motion_tracking:
+        # the motion tracker's reference first: where the calibration's detected peaks lie along the
+        # shank, registered over its own motion; the online pass below then tracks against it, as the
+        # daemon will (a reference predicted from the templates misleads the tracker on short probes)
+        log("recording where the calibration's peaks lie along the shank (the motion tracker's reference) ...")
+        depth_profile = online_spike_trains(
+            target_dir / tm["recording"], templates, sorting_cfg, preprocessing, seed=cfg.seed, progress=progress,
+            fixed_templates=True,
+        ).depth_profile  # fmt: skip
+        if depth_profile is not None:
+            templates = replace(templates, depth_profile=depth_profile)
+            shifts = depth_profile.shifts_um
+            log(
+                f"  {depth_profile.peaks.sum():.0f} peaks; the calibration itself moved {shifts.min():+.0f} to "
+                f"{shifts.max():+.0f} um about its average position (the tracker's zero)"
+            )
     log("running the bundle's own online pipeline over the calibration recording ...")
-    trains, n_spikes = online_spike_trains(
-        target_dir / tm["recording"],
-        templates,
-        SortingConfig(),  # the daemon's defaults, on the preprocessing the templates were made on
-        Preprocessing.model_validate(sorted_units.preprocessing),
-        seed=cfg.seed,
-        progress=progress,
+    trains, n_spikes, _ = online_spike_trains(
+        target_dir / tm["recording"], templates, sorting_cfg, preprocessing, seed=cfg.seed, progress=progress
     )
     online_vs_truth = compare_trains_to_ground_truth(target_dir, trains, templates.unit_ids, float(tm["sample_rate"]))
     log(

@@ -755,7 +755,9 @@ def bench_drift(
     """Decoding through drift: one animal simulated still, with only its units changing between
     sessions (where --drift names lost=, gained= or rates=) and drifting (same seed), its bundle built
     from session 1, session 2 decoded through the daemon's pipeline with motion tracking on and off;
-    accuracy in total and by quarter of the session."""
+    accuracy in total and by quarter of the session; the motion estimate's median error against the
+    true motion from where the bundle was calibrated (session 1's average position); the online
+    sorter's accuracy against session 2's ground truth."""
     from rtdecode.offline.bench.drift_decoding import run_drift_decoding
     from rtdecode.offline.sim.drift import DriftSpec
 
@@ -780,7 +782,11 @@ def bench_drift(
             progress=progress,
         )
     baseline = f"running baseline over {running_baseline} trials" if running_baseline else "calibration baseline"
-    table = Table(title=f"decoding session 2 through drift ({drift}), {channels} ch, {units} units, {baseline}")
+    zero = r["rows"][-1]["motion_zero_um"]
+    table = Table(
+        title=f"decoding session 2 through drift ({drift}), {channels} ch, {units} units, {baseline}; "
+        f"the tracker's zero: session 1's average position, {zero:.1f} um"
+    )
     for col in (
         "session",
         "motion tracking",
@@ -791,6 +797,8 @@ def bench_drift(
         "Q3",
         "Q4",
         "est. / true motion at Q4 end",
+        "motion error (median)",
+        "sorting accuracy",
     ):
         table.add_column(col, justify="right")
     for row in r["rows"]:
@@ -804,6 +812,8 @@ def bench_drift(
             str(row["degraded"]),
             *(f"{x['accuracy']:.0%}" for x in q),
             f"{'-' if est is None else f'{est:.1f}'} / {'0' if truth is None else f'{truth[-1]:.1f}'} um",
+            "-" if row["motion_error_um"] is None else f"{row['motion_error_um']:.1f} um",
+            "-" if row["sorting_accuracy"] is None else f"{row['sorting_accuracy']:.2f}",
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(r, indent=1, default=float))

@@ -10,14 +10,24 @@ responses from these spikes instead makes calibration and decoding see the same 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from rtdecode.config import SortingConfig
 from rtdecode.manifest import Preprocessing
 from rtdecode.pipeline import make_online_sorter
+from rtdecode.sorting.motion import DepthProfile
 from rtdecode.sorting.templates import Templates
 from rtdecode.stream.recording import RecordingSource
+
+
+class OnlineSpikes(NamedTuple):
+    trains: list[np.ndarray]  # per unit, sample indices from the recording's first sample
+    n_spikes: int
+    # where the recording's detected peaks lie along the shank, registered over its own motion (the
+    # motion tracker's reference for a bundle calibrated on it); None when the engine tracks no motion
+    depth_profile: DepthProfile | None
 
 
 def online_spike_trains(
@@ -28,16 +38,24 @@ def online_spike_trains(
     block_samples: int | None = None,
     seed: int = 0,
     progress=None,
-) -> tuple[list[np.ndarray], int]:
-    """Spike trains per unit (sample indices from the recording's first sample) found by the online
-    sorter, and the number of spikes. Blocks are the replayer's (GUI-like sizes from ``seed``)."""
+    fixed_templates: bool = False,
+) -> OnlineSpikes:
+    """Spike trains per unit found by the online sorter, the number of spikes, and where the peaks
+    lay along the shank. Blocks are the replayer's (GUI-like sizes from ``seed``). With
+    ``fixed_templates`` the motion tracker only records where the peaks lie and the templates stay
+    where they are (the builder's first pass, before the bundle has a reference profile)."""
     source = RecordingSource(recording_dir)
     if source.n_channels != templates.n_channels:
         raise ValueError(f"{recording_dir}: {source.n_channels} channels, the templates have {templates.n_channels}")
     sorter = make_online_sorter(templates, source.n_channels, source.sample_rate, sorting, preprocessing)
+    if sorter.motion is not None:
+        sorter.motion.record()
+    if fixed_templates:
+        sorter.moving = None
     first = int(source.sample_numbers[0])
     samples, units = [], []
-    task = progress.add_task("the daemon's own spikes (online matcher)", total=source.n_samples) if progress else None
+    what = "where the peaks lie along the shank" if fixed_templates else "the daemon's own spikes (online matcher)"
+    task = progress.add_task(what, total=source.n_samples) if progress else None
     for i0, i1, _, _ in source.blocks(block_samples, seed):
         s, u = sorter.process(source.block_uv(i0, i1), int(source.sample_numbers[i0]))
         samples.append(s - first)
@@ -49,4 +67,5 @@ def online_spike_trains(
     order = np.argsort(u, kind="stable")
     bounds = np.searchsorted(u[order], np.arange(templates.n_units + 1))
     trains = [np.sort(s[order][bounds[k] : bounds[k + 1]]) for k in range(templates.n_units)]
-    return trains, int(len(s))
+    profile = sorter.motion.calibration_profile() if sorter.motion is not None else None
+    return OnlineSpikes(trains, int(len(s)), profile)

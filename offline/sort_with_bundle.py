@@ -50,7 +50,7 @@ def sort_with_bundle(
     bundle.check_stream(source.n_channels, source.sample_rate, source=str(recording))
     templates = Templates.of(bundle, bundle.channel_positions)
     sorting_cfg = rig_config_for_bundle(bundle).sorting
-    trains, n_spikes = online_spike_trains(
+    trains, n_spikes, _ = online_spike_trains(
         recording, templates, sorting_cfg, bundle.manifest.preprocessing, seed=seed, progress=progress
     )
 

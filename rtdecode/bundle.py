@@ -5,7 +5,9 @@ A bundle is a directory, read-only once written::
     manifest.json            schema version, provenance, stream facts, windows, classes, image size,
                              normalisation, units, the sha256 of every other file, and the sha256
                              of each of its own fields (``rtdecode.manifest``)
-    templates.npz            unit_ids, templates (uV, daemon preprocessing), nbefore, sparsity, noise_levels
+    templates.npz            unit_ids, templates (uV, daemon preprocessing), nbefore, sparsity, noise_levels;
+                             where the calibration's peaks lie along the shank (depth_profile_um,
+                             depth_profile_peaks, depth_profile_shifts_um; the motion tracker's reference)
     baseline.npz             unit_ids, mean, std (Hz) of the baseline window, fit on calibration trials
     preferred_stimuli.npy    (units, H, W) float32
     model.onnx               static (1, 3, H, W) -> (1, 2) logits
@@ -44,6 +46,7 @@ from rtdecode.manifest import (
     finish_manifest,
     parse_manifest,
 )
+from rtdecode.sorting.motion import DepthProfile
 from rtdecode.sorting.templates import Templates
 
 __all__ = ["CLASS_NAMES", "SCHEMA_VERSION", "Bundle", "BundleError", "Manifest", "read_manifest", "verify_bundle"]
@@ -155,6 +158,7 @@ class BundleContents:
                 nbefore=np.array(t.nbefore),
                 sparsity=t.sparsity,
                 noise_levels=t.noise_levels,
+                **_depth_profile_arrays(t.depth_profile),
             ),
             "baseline.npz": npz_bytes(unit_ids=t.unit_ids, mean=b.mean, std=b.std, fit_trials=b.fit_trials),
             "preferred_stimuli.npy": npy_bytes(np.asarray(self.preferred_stimuli, dtype=np.float32)),
@@ -172,6 +176,22 @@ class BundleContents:
         if problems:
             raise BundleError(f"refusing to write {out}: its parts do not fit together: " + "; ".join(problems))
         return write_bundle(out, self.manifest.model_dump(mode="json"), self.files(), overwrite=overwrite)
+
+
+def _depth_profile_arrays(profile: DepthProfile | None) -> dict[str, np.ndarray]:
+    if profile is None:
+        return {}
+    return {
+        "depth_profile_um": profile.centres_um,
+        "depth_profile_peaks": profile.peaks,
+        "depth_profile_shifts_um": profile.shifts_um,
+    }
+
+
+def _depth_profile_of(npz) -> DepthProfile | None:
+    if "depth_profile_um" not in npz:
+        return None  # a bundle built before the builder recorded one
+    return DepthProfile(npz["depth_profile_um"], npz["depth_profile_peaks"], npz["depth_profile_shifts_um"])
 
 
 def _rmtree(path: Path) -> None:
@@ -238,6 +258,7 @@ class Bundle:
     baseline_std: np.ndarray
     preferred_stimuli: np.ndarray  # (units, H*W) float32
     channel_positions: np.ndarray  # (channels, 2) um
+    depth_profile: DepthProfile | None = None  # the calibration's peaks along the shank, if recorded
 
     @property
     def n_units(self) -> int:
@@ -265,6 +286,7 @@ class Bundle:
                 baseline_std=b["std"],
                 preferred_stimuli=ps.reshape(len(ps), -1).astype(np.float32),
                 channel_positions=t["channel_positions"],
+                depth_profile=_depth_profile_of(t),
             )
         bundle._check_consistent()
         return bundle

@@ -151,16 +151,17 @@ def make_online_sorter(
     matcher = make_matcher(templates, sorting, sample_rate)
     tracker = None
     if sorting.motion_tracking and isinstance(matcher, TemplateMatcher):  # it tracks from the matcher's peaks
-        tracker = MotionTracker.for_templates(
-            templates.templates,
-            templates.channel_positions,
-            matcher.neighbours,
-            # every unit counted once: the bundle's baseline rates (from the calibration's online sort,
-            # baseline windows only) correlated 0.11 with the true rates on the demo animal, and
-            # weighting by them led the tracker astray (README, Probe motion)
-            None,
-            sample_rate,
-        )
+        profile = getattr(templates, "depth_profile", None)
+        if profile is not None:  # the calibration recording's own peaks (the builder records them)
+            tracker = MotionTracker.for_calibration(
+                profile, templates.channel_positions, matcher.neighbours, sample_rate
+            )  # fmt: skip
+        else:  # predicted from the templates, every unit counted once: the bundle's baseline rates (from
+            # the calibration's online sort, baseline windows only) correlated 0.11 with the true rates
+            # on the demo animal, and weighting by them led the tracker astray
+            tracker = MotionTracker.for_templates(
+                templates.templates, templates.channel_positions, matcher.neighbours, None, sample_rate
+            )
     moving = MovingTemplates(matcher, sample_rate) if tracker is not None else None
     return OnlineSorter(matcher, pre, motion=tracker, moving=moving)
 

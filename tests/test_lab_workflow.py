@@ -42,7 +42,9 @@ def test_the_bundle_is_trained_on_the_targets_own_session_and_says_how_it_was_ca
     assert rep["heldout"]["n_trials"] == n_trials  # every calibration trial held out once
     pc = m["probability"]
     assert pc["method"] == "temperature" and pc["temperature"] > 0
-    assert pc["brier_after"] <= pc["brier_before"] + 1e-9  # temperature scaling never worsens the fit it minimises
+    # temperature scaling minimises the log loss, not the Brier score: Brier moves little either way
+    # (measured 0.159 -> 0.160 on this bundle, 0.164 -> 0.159 on the demo's)
+    assert pc["brier_after"] <= pc["brier_before"] + 0.01
     assert (lab_bundle / "calibration.png").stat().st_size > 5000
     assert rep["sorting"]["online_matcher_vs_ground_truth"]["mean_accuracy"] > 0.5
 

@@ -75,6 +75,9 @@ def test_the_pipeline_reports_motion_in_status_and_every_decision(bundle, tmp_pa
     p = OnlinePipeline(Bundle.load(bundle), cfg, log=lambda *_: None)
     st = p.motion_status()
     assert st["tracking"] == "on" and st["displacement_um"] is None and st["estimates"] == 0
+    # the builder kept where the calibration's peaks lay along the shank: that is the reference
+    assert Bundle.load(bundle).depth_profile is not None
+    assert st["reference"] == "the calibration recording's own peaks"
     assert p.motion_um is None  # nothing estimated yet: decisions say null, not 0
     raw = cfg.model_dump(mode="json")
     raw["sorting"]["motion_tracking"] = False
@@ -115,3 +118,63 @@ def test_templates_moved_up_the_shank_look_like_the_units_seen_from_there():
     assert moved.displacement_um == 20.0 and matcher.displacement_um == 0.0
     assert moved.moved(0.0).displacement_um == 0.0  # always from the calibration position
     assert np.array_equal(moved.moved(0.0).unit_weights, matcher.unit_weights)
+
+
+# -- the tracker on peaks placed by hand: 20 channels in a column, 20 um apart ----------------------
+COLUMN = np.c_[np.zeros(20), np.arange(20) * 20.0]
+NEAR = [np.flatnonzero(np.abs(COLUMN[:, 1] - y) <= 40.0) for y in COLUMN[:, 1]]
+NEIGHBOURS = np.array([np.r_[n, -np.ones(5 - len(n), int)] for n in NEAR])  # within 40 um, -1 padded
+RATE = 1000.0  # samples per second: one window (1 s) is 1000 samples
+
+
+def _window(tracker: MotionTracker, second: int, peaks_per_channel: dict[int, int]) -> None:
+    """One second of peaks, each on one channel only (its depth is that channel's)."""
+    chan = np.concatenate([np.full(k, c) for c, k in peaks_per_channel.items()])
+    t = np.arange(len(chan)) % 1000
+    x = np.zeros((1000, len(COLUMN)))
+    x[t, chan] = -1.0
+    tracker.add(x, t, chan, second * 1000, (second + 1) * 1000)
+
+
+def _calibrated(peaks_per_channel: dict[int, int], seconds: int = 20) -> MotionTracker:
+    calibration = MotionTracker(COLUMN, NEIGHBOURS, np.zeros(0), np.zeros(0), RATE)
+    calibration.record()
+    for s in range(seconds):
+        _window(calibration, s, peaks_per_channel)
+    profile = calibration.calibration_profile()
+    return MotionTracker.for_calibration(profile, COLUMN, NEIGHBOURS, RATE)
+
+
+def test_peaks_piled_up_at_the_end_of_the_shank_do_not_hold_the_estimate_at_zero():
+    # three units inside the shank and a pile of peaks at the last row (units past the end): the
+    # units move one row up, the pile stays where it is -- as it does on a probe
+    tracker = _calibrated({5: 60, 9: 60, 12: 60, 19: 300})
+    for s in range(4):
+        _window(tracker, s, {6: 60, 10: 60, 13: 60, 19: 300})
+    assert tracker.reference_source == "the calibration recording's own peaks"
+    assert tracker.displacement_um is not None and abs(tracker.displacement_um - 20.0) <= 1.0
+    assert tracker.unresolved == 0
+
+
+def test_the_calibration_profile_is_registered_over_the_calibrations_own_motion():
+    calibration = MotionTracker(COLUMN, NEIGHBOURS, np.zeros(0), np.zeros(0), RATE)
+    calibration.record()
+    for s in range(40):  # the units one row further up for the second half of the calibration
+        up = s >= 20
+        _window(calibration, s, {5 + up: 60, 9 + up: 60, 12 + up: 60})
+    profile = calibration.calibration_profile(chunk_s=10.0)
+    # four chunks of 10 s: two at the start position, two 20 um up; zero is their average
+    np.testing.assert_allclose(profile.shifts_um, [-10.0, -10.0, 10.0, 10.0])
+    assert profile.peaks.sum() == 40 * 180
+    # registered, every peak of a unit lies in one bin (unregistered, half of them 20 um away)
+    assert np.sort(profile.peaks)[-3:].tolist() == [2400.0, 2400.0, 2400.0]
+
+
+def test_a_best_shift_at_the_edge_of_the_range_is_not_an_estimate():
+    tracker = _calibrated({5: 60, 9: 60, 12: 60})
+    for s in range(3):
+        _window(tracker, s, {5: 60, 9: 60, 12: 60})
+    assert abs(tracker.displacement_um) < 0.5
+    for s in range(3, 9):  # then peaks 80 um above the top unit only: the best shift is past +60 um
+        _window(tracker, s, {16: 400})
+    assert tracker.unresolved >= 1 and abs(tracker.displacement_um) < 60.0

@@ -41,7 +41,7 @@ def test_a_spikeinterface_sorting_loads_back_with_the_bundles_unit_ids_and_spike
     b = Bundle.load(bundle)
     sorting = si.load(base / "spikeinterface")
     assert list(sorting.unit_ids) == list(b.unit_ids)  # a unit keeps the bundle's id
-    trains, n = online_spike_trains(
+    trains, n, _ = online_spike_trains(
         recording, Templates.of(b, b.channel_positions), rig_config_for_bundle(b).sorting, b.manifest.preprocessing
     )
     assert sum(len(sorting.get_unit_spike_train(u)) for u in sorting.unit_ids) == n

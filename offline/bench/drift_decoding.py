@@ -9,7 +9,12 @@ and session 2 -- trials that never touched calibration -- is decoded through the
 pipeline (``rtdecode decode``'s path): the still animals once, the drifting one with
 ``[sorting] motion_tracking`` on and off. Accuracy is scored against the simulator's labels in total
 and by quarter of the session (drift grows with time), with the tracker's estimate beside the true
-motion at each quarter's end.
+motion at each quarter's end. The tracker's zero is where the bundle was calibrated: its templates
+are averages over the calibration recording and its reference profile is registered to that
+recording's average position, so the estimate is scored against the true motion less session 1's
+average (``motion_zero_um``): the median absolute error over every decision that carried one. The
+online sorter's accuracy against the simulator's ground truth on session 2 is measured beside each
+row (``rtdecode sort-with-bundle``'s path, the same matcher and tracker).
 """
 
 from __future__ import annotations
@@ -69,6 +74,45 @@ def _true_motion(session: Path, at_samples: np.ndarray, first_sample: int, fs: f
     if not path.exists():
         return None
     return [float(v) for v in ProbeMotion.load(path).at((at_samples - first_sample) / fs)]
+
+
+def _average_motion(session: Path) -> float:
+    """Session ``session``'s true displacement averaged over the session (0 without drift)."""
+    from rtdecode.offline.sim.drift import ProbeMotion
+
+    path = session / "ground_truth" / "motion.npz"
+    return float(ProbeMotion.load(path).displacement_um.mean()) if path.exists() else 0.0
+
+
+def _motion_error(records: list[dict], session: Path, first_sample: int, fs: float, zero_um: float) -> float | None:
+    """Median |estimate - (true motion - zero)| over the decisions that carried an estimate."""
+    with_estimate = [r for r in records if r["motion_um"] is not None]
+    at = np.array([r["onset_sample"] for r in with_estimate], dtype=np.float64)
+    truth = _true_motion(session, at, first_sample, fs) if len(at) else None
+    if truth is None:
+        truth = [0.0] * len(at)  # a still probe: the truth is no motion at all
+        zero_um = 0.0
+    if not len(at):
+        return None
+    est = np.array([r["motion_um"] for r in with_estimate])
+    return float(np.median(np.abs(est - (np.asarray(truth) - zero_um))))
+
+
+def _sorting_accuracy(bundle_dir: Path, session: Path, recording: Path, tracking: bool) -> float | None:
+    """The online sorter's mean accuracy against the simulator's ground truth on ``session``."""
+    from rtdecode.offline.own_spikes import online_spike_trains
+    from rtdecode.offline.sort import compare_trains_to_ground_truth
+
+    from rtdecode.bundle import Bundle
+    from rtdecode.pipeline import rig_config_for_bundle
+    from rtdecode.sorting.templates import Templates
+
+    bundle = Bundle.load(bundle_dir)
+    templates = Templates.of(bundle, bundle.channel_positions)
+    sorting = rig_config_for_bundle(bundle).sorting.model_copy(update={"motion_tracking": tracking})
+    trains, _, _ = online_spike_trains(recording, templates, sorting, bundle.manifest.preprocessing)
+    truth = compare_trains_to_ground_truth(session, trains, templates.unit_ids, bundle.manifest.sample_rate)
+    return truth.get("mean_accuracy")
 
 
 def run_drift_decoding(
@@ -143,10 +187,15 @@ def run_drift_decoding(
         source = RecordingSource(session2 / m["recording"])
         first, n, fs = int(source.sample_numbers[0]), int(source.n_samples), float(source.sample_rate)
         quarter_ends = first + np.linspace(0, n, 5)[1:]
+        zero = _average_motion(target)  # where the bundle was calibrated: the tracker's zero
         for tracking in (True, False) if not DriftSpec.parse(spec).still else (True,):
             log(f"{name}: decoding session 2 with motion tracking {'on' if tracking else 'off'} ...")
             records = _decode(bundle, source, tracking, running_baseline)
             row = {"session": name, "motion_tracking": tracking, **_score_by_quarter(records, labels, n, first)}
             row["true_motion_um_at_quarter_ends"] = _true_motion(session2, quarter_ends, first, fs)
+            row["motion_zero_um"] = zero
+            row["motion_error_um"] = _motion_error(records, session2, first, fs, zero) if tracking else None
+            log(f"{name}: sorting session 2 against its ground truth, tracking {'on' if tracking else 'off'} ...")
+            row["sorting_accuracy"] = _sorting_accuracy(bundle, session2, session2 / m["recording"], tracking)
             result["rows"].append(row)
     return result

@@ -165,7 +165,7 @@ def templates_on_preprocessing(stream: SyntheticStream) -> SortingTemplates:
         sparsity,
         noise,
         stream.positions,
-        gt.select_units(sorting.unit_ids),
+        gt_sorting=gt.select_units(sorting.unit_ids),
     )
 
 

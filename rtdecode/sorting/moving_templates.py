@@ -31,7 +31,7 @@ class MovingTemplates:
         self,
         calibration: TemplateMatcher,
         sample_rate: float,
-        step_um: float = 2.0,
+        step_um: float = 3.0,
         resolution_um: float = 1.0,
         delay_s: float = 0.5,
     ) -> None:

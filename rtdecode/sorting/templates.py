@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rtdecode.sorting.motion import DepthProfile
+
 
 @dataclass(frozen=True)
 class Templates:
@@ -20,6 +22,9 @@ class Templates:
     sparsity: np.ndarray  # (units, channels) bool
     noise_levels: np.ndarray  # (channels,) float32 uV
     channel_positions: np.ndarray  # (channels, 2) um
+    # where the calibration's detected peaks lie along the shank (the motion tracker's reference);
+    # None: the tracker predicts it from the templates
+    depth_profile: DepthProfile | None = None
 
     def __post_init__(self) -> None:
         n, _, c = self.templates.shape
@@ -45,6 +50,7 @@ class Templates:
             sparsity=source.sparsity,
             noise_levels=source.noise_levels,
             channel_positions=np.asarray(channel_positions, dtype=np.float64),
+            depth_profile=getattr(source, "depth_profile", None),
         )
 
     @property
