@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +158,7 @@ def templates_on_preprocessing(stream: SyntheticStream) -> SortingTemplates:
         [stream.spikes["sample_index"]], [stream.spikes["unit_index"]], FS, unit_ids=ids
     )
     sorting, templates, nbefore, sparsity, noise = templates_from_sorting(gt, rec)
-    return SortingTemplates(
+    t = SortingTemplates(
         np.asarray(sorting.unit_ids),
         templates,
         nbefore,
@@ -167,6 +167,24 @@ def templates_on_preprocessing(stream: SyntheticStream) -> SortingTemplates:
         stream.positions,
         gt_sorting=gt.select_units(sorting.unit_ids),
     )
+    return replace(t, depth_profile=_calibration_profile(stream, t))
+
+
+def _calibration_profile(stream: SyntheticStream, t: SortingTemplates):
+    """Where the stream's detected peaks lie along the shank, as ``rtdecode build``'s first online
+    pass records it over a calibration recording (templates held still): the tracker's reference."""
+    from rtdecode.config import SortingConfig
+    from rtdecode.pipeline import make_online_sorter
+    from rtdecode.stream.recording import block_sizes
+
+    sorter = make_online_sorter(t, stream.n_channels, FS, SortingConfig(), Preprocessing.defaults())
+    sorter.moving = None
+    sorter.motion.record()
+    start = 0
+    for stop in np.cumsum(block_sizes(len(stream.traces), FS, None, 0, variable=True)):
+        sorter.process(stream.traces[start:stop], start)
+        start = stop
+    return sorter.motion.calibration_profile()
 
 
 def _timed(fn, acc: list):
@@ -252,8 +270,8 @@ def run_sorter(stream: SyntheticStream, t: SortingTemplates, engine: str, seed: 
 
 def _motion_error(estimates: list[tuple[int, float]], truth: ProbeMotion | None, duration_s: float) -> dict:
     """The tracker's estimates against the stream's true motion (a still probe: against 0). With
-    drift, the benchmark's templates are learnt with the probe still, at the motion's zero (the
-    stream's start, before any trend or step): the tracker's zero."""
+    drift, the benchmark's templates and the tracker's reference profile are learnt with the probe
+    still, at the motion's zero (the stream's start, before any trend or step): the tracker's zero."""
     if not estimates:
         return {"estimates": 0}
     at, est = (np.array(v, dtype=np.float64) for v in zip(*estimates, strict=True))

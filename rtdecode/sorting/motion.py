@@ -12,8 +12,8 @@ every unit counted once). The shift that best aligns the two (normalised cross-c
 shank (+) or towards the tip (-) from where they were calibrated. It is re-estimated every
 ``window_s`` of stream, as DREDge and Kilosort 4 do offline in time bins, but only from the past.
 
-The ends of the shank are left out of the comparison: a peak within a neighbourhood's reach of the
-first or last row has part of its footprint off the probe, so its depth piles up at the end whatever
+The ends of the shank are left out of the comparison: a peak within half a neighbourhood's reach of
+the first or last row has part of its footprint off the probe, so its depth piles up at the end whatever
 the motion (a unit sliding past the tip stays at the tip), and those bins would hold the estimate
 near zero. A best shift at the edge of the +-``max_um`` range is not a maximum: that window's estimate
 is left out (``unresolved``) and the last one stands.
@@ -68,9 +68,11 @@ class MotionTracker:
         half = int(np.ceil(3 * sigma_um / bin_um))
         k = np.arange(-half, half + 1) * bin_um
         self.kernel = np.exp(-0.5 * (k / sigma_um) ** 2)
-        if edge_um is None:  # how far a peak's depth reaches: its neighbourhood's extent along the shank
+        if edge_um is None:  # half of a peak's neighbourhood's extent along the shank (20 um on
+            # Neuropixels 1.0): the whole extent (40 um) left too little of a 32-channel shank and the
+            # estimate locked onto an alias 50 um off on the demo's animal (README, Probe motion)
             nb = np.where(self.neighbours >= 0, self.neighbours, np.arange(len(self.y))[:, None])
-            edge_um = float(np.abs(self.y[nb] - self.y[:, None]).max()) if len(self.y) else 0.0
+            edge_um = 0.5 * float(np.abs(self.y[nb] - self.y[:, None]).max()) if len(self.y) else 0.0
         centres = lo + (np.arange(self.n_bins) + 0.5) * bin_um
         # the bins compared: a peak within edge_um of the shank's ends has part of its footprint off
         # the probe, so its depth piles up at the end whatever the motion (a unit sliding off the
