@@ -26,7 +26,8 @@ class OnlineSpikes(NamedTuple):
     trains: list[np.ndarray]  # per unit, sample indices from the recording's first sample
     n_spikes: int
     # where the recording's detected peaks lie along the shank, registered over its own motion (the
-    # motion tracker's reference for a bundle calibrated on it); None when the engine tracks no motion
+    # motion tracker's reference for a bundle calibrated on it): recorded with ``fixed_templates``
+    # only; None otherwise, or when the engine tracks no motion
     depth_profile: DepthProfile | None
 
 
@@ -48,9 +49,9 @@ def online_spike_trains(
     if source.n_channels != templates.n_channels:
         raise ValueError(f"{recording_dir}: {source.n_channels} channels, the templates have {templates.n_channels}")
     sorter = make_online_sorter(templates, source.n_channels, source.sample_rate, sorting, preprocessing)
-    if sorter.motion is not None:
+    recording = fixed_templates and sorter.motion is not None
+    if recording:
         sorter.motion.record()
-    if fixed_templates:
         sorter.moving = None
     first = int(source.sample_numbers[0])
     samples, units = [], []
@@ -67,5 +68,5 @@ def online_spike_trains(
     order = np.argsort(u, kind="stable")
     bounds = np.searchsorted(u[order], np.arange(templates.n_units + 1))
     trains = [np.sort(s[order][bounds[k] : bounds[k + 1]]) for k in range(templates.n_units)]
-    profile = sorter.motion.calibration_profile() if sorter.motion is not None else None
+    profile = sorter.motion.calibration_profile() if recording else None
     return OnlineSpikes(trains, int(len(s)), profile)

@@ -87,13 +87,12 @@ def _average_motion(session: Path) -> float:
 def _motion_error(records: list[dict], session: Path, first_sample: int, fs: float, zero_um: float) -> float | None:
     """Median |estimate - (true motion - zero)| over the decisions that carried an estimate."""
     with_estimate = [r for r in records if r["motion_um"] is not None]
-    at = np.array([r["onset_sample"] for r in with_estimate], dtype=np.float64)
-    truth = _true_motion(session, at, first_sample, fs) if len(at) else None
-    if truth is None:
-        truth = [0.0] * len(at)  # a still probe: the truth is no motion at all
-        zero_um = 0.0
-    if not len(at):
+    if not with_estimate:
         return None
+    at = np.array([r["onset_sample"] for r in with_estimate], dtype=np.float64)
+    truth = _true_motion(session, at, first_sample, fs)
+    if truth is None:  # a still probe: the truth is no motion at all
+        truth, zero_um = [0.0] * len(at), 0.0
     est = np.array([r["motion_um"] for r in with_estimate])
     return float(np.median(np.abs(est - (np.asarray(truth) - zero_um))))
 

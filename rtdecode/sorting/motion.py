@@ -147,25 +147,43 @@ class MotionTracker:
                 self._estimate(self.window_end)
             self.window_end += self.window
 
-    def _scores(self, live: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    @property
+    def reference(self) -> np.ndarray:
+        return self._reference
+
+    @reference.setter
+    def reference(self, profile: np.ndarray) -> None:
+        self._reference = profile
+        self._reference_terms = self._moved_variance(profile)  # once per reference, not per window
+
+    def _lags(self) -> np.ndarray:
+        """Where lags -max_lag..max_lag sit in ``np.correlate(a, v, "full")``: index l + n - 1 holds
+        sum_b a[b] v[b - l]."""
+        return np.arange(-self.max_lag, self.max_lag + 1) + self.n_bins - 1
+
+    def _moved_variance(self, reference: np.ndarray) -> np.ndarray:
+        """Lag by lag, the variance (times the bin count) over the compared bins of ``reference``
+        moved up by l bins."""
+        m, at = self.compared, self._lags()
+        mr = np.correlate(m, reference, mode="full")[at]
+        mr2 = np.correlate(m, reference * reference, mode="full")[at]
+        return np.maximum(mr2 - mr * mr / m.sum(), 0.0)
+
+    def _scores(self, live: np.ndarray, reference: np.ndarray, r_var: np.ndarray | None = None) -> np.ndarray:
         """Normalised cross-correlation, lag by lag (-max_lag..max_lag bins), over the compared bins b
         of ``live``: live[b] against ``reference`` moved up by l bins, reference[b - l]. ``live`` may be
-        (rows, bins): one score row each."""
-        m, r = self.compared, reference
-        n, L = self.n_bins, self.max_lag
-        at = np.arange(-L, L + 1) + n - 1  # np.correlate(a, v, "full")[l + n - 1] = sum_b a[b] v[b - l]
-        count = m.sum()
+        (rows, bins): one score row each. ``r_var``: :meth:`_moved_variance` of ``reference``, when
+        known."""
+        m, at = self.compared, self._lags()
         live = np.atleast_2d(live)
-        h = (live - (live * m).sum(axis=1, keepdims=True) / count) * m
-        hr = np.stack([np.correlate(row, r, mode="full")[at] for row in h])
-        mr = np.correlate(m, r, mode="full")[at]
-        mr2 = np.correlate(m, r * r, mode="full")[at]
-        r_var = np.maximum(mr2 - mr * mr / count, 0.0)  # the moved reference's variance over the bins
+        h = (live - (live * m).sum(axis=1, keepdims=True) / m.sum()) * m
+        hr = np.stack([np.correlate(row, reference, mode="full")[at] for row in h])
+        r_var = self._moved_variance(reference) if r_var is None else r_var
         norm = np.sqrt((h * h).sum(axis=1, keepdims=True) * r_var)
         return np.where(norm > 0, hr / np.where(norm > 0, norm, 1.0), -1.0)
 
     def _estimate(self, at_sample: int) -> None:
-        score = self._scores(self.live, self.reference)[0]
+        score = self._scores(self.live, self.reference, self._reference_terms)[0]
         k = int(np.argmax(score))
         if k == 0 or k == len(score) - 1:  # no maximum inside the range: the last estimate stands
             self.unresolved += 1
